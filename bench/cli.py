@@ -1,0 +1,132 @@
+"""Command line: ``python -m bench {list,run,report,perf,theory}``. Bad input exits with code 2."""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import time
+from pathlib import Path
+
+from bench.registry import BenchError
+
+DEFAULT_DATASETS = "ring8,grid25"
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise BenchError(f"--seeds takes comma-separated non-negative integers, e.g. 0,1,2; got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise BenchError(f"--seeds takes comma-separated non-negative integers, e.g. 0,1,2; got {text!r}")
+    return list(dict.fromkeys(seeds))
+
+
+def _parse_settings(items: list[str], methods: list[str], datasets: list[str]) -> dict[str, dict]:
+    """``--set gmn.kernel=energy --set ring8.std=0.02`` -> {"gmn": {"kernel": "energy"}, ...}."""
+    settings: dict[str, dict] = {}
+    for item in items:
+        target, _, rest = item.partition(".")
+        key, eq, value = rest.partition("=")
+        if not (target and key and eq):
+            raise BenchError(f"--set takes NAME.OPTION=VALUE (NAME a chosen method or dataset); got {item!r}")
+        if target not in methods + datasets:
+            raise BenchError(f"--set {item!r}: {target!r} is not among the chosen methods or datasets "
+                             f"({', '.join(methods + datasets)})")
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value  # a bare word such as energy
+        settings.setdefault(target, {})[key] = parsed
+    return settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from bench.harness import RunConfig  # noqa: F401 (documents where the defaults live)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("list", help="list the registered methods and datasets")
+
+    run = sub.add_parser("run", help="train methods on datasets, then write tables and plots")
+    run.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
+    run.add_argument("--datasets", default=DEFAULT_DATASETS, help=f"comma-separated (default: {DEFAULT_DATASETS})")
+    run.add_argument("--seeds", default="0", help="comma-separated non-negative integers (default: 0)")
+    run.add_argument("--steps", type=int, default=None, help="generator updates per run (default: the dataset's)")
+    run.add_argument("--batch-size", type=int, default=None)
+    run.add_argument("--lr", type=float, default=None)
+    run.add_argument("--noise", default="gaussian", choices=["gaussian", "uniform"])
+    run.add_argument("--eval-points", type=int, default=10, help="evaluations during training (default: 10)")
+    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results/)")
+    run.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME.OPTION=VALUE",
+                     help="an option of a method or dataset, e.g. gmn.kernel=energy, gan.d_steps=2")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
+    report = sub.add_parser("report", help="rebuild tables and plots from stored records, without training")
+    report.add_argument("--out", type=Path, default=Path("results"))
+    return parser
+
+
+def cmd_list(args) -> None:
+    from bench.datasets import DATASETS
+    from methods import METHODS
+    for title, registry in (("methods", METHODS), ("datasets", DATASETS)):
+        print(f"{title}:")
+        for name, text in registry.describe().items():
+            print(f"  {name:<8} {text}")
+
+
+def cmd_run(args) -> None:
+    from bench import report
+    from bench.datasets import DATASETS
+    from bench.harness import RunConfig, train_and_evaluate
+    from methods import METHODS
+
+    # Everything is validated before anything is trained or written.
+    methods = METHODS.parse(args.methods or ",".join(METHODS.names()))
+    datasets = DATASETS.parse(args.datasets)
+    seeds = _parse_seeds(args.seeds)
+    settings = _parse_settings(args.settings, methods, datasets)
+    configs = []
+    for d in datasets:
+        DATASETS.create(d, **settings.get(d, {}))
+        for m in methods:
+            METHODS.create(m, **settings.get(m, {}))
+            for s in seeds:
+                configs.append(RunConfig(method=m, dataset=d, seed=s, steps=args.steps, batch_size=args.batch_size,
+                                         lr=args.lr, noise=args.noise, eval_points=args.eval_points,
+                                         device=args.device, method_options=settings.get(m, {}),
+                                         dataset_options=settings.get(d, {})).resolved())
+    if args.out.exists() and not args.out.is_dir():
+        raise BenchError(f"--out {args.out} exists and is not a folder")
+
+    start = time.perf_counter()
+    for cfg in configs:
+        record = train_and_evaluate(cfg, args.out, progress=not args.no_progress)
+        if record["status"] != "ok":
+            print(f"warning: {cfg.method} on {cfg.dataset} (seed {cfg.seed}) diverged at step "
+                  f"{record['diverged_at_step']}; recorded as diverged", file=sys.stderr)
+    report.build(args.out)
+    print(f"total wall-clock: {time.perf_counter() - start:.1f} s for {len(configs)} runs")
+
+
+def cmd_report(args) -> None:
+    from bench import report
+    report.build(args.out)
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except BenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished runs are kept; the run in progress wrote nothing", file=sys.stderr)
+        return 130
+    return 0

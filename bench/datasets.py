@@ -1,0 +1,93 @@
+"""Datasets, registered by name. Training draws fresh samples; evaluation uses a held-out set
+drawn with a fixed seed of its own, the same for every method and run seed."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from bench import metrics, mmd
+from bench.registry import Registry
+
+DATASETS = Registry("dataset")
+EVAL_SEED = 2_147_483_647  # held-out data never shares a seed with training streams
+
+
+class Dataset:
+    """A source of training samples, a held-out reference set and the metrics that compare them."""
+    dim: int
+    kind = "points"  # "points" (toy, plotted as scatter) or "images"
+    eval_size = 2500
+    # Evaluation MMD: Gaussian kernels with σ = these × median distance of the held-out set.
+    eval_bandwidth_factors: tuple[float, ...] = (1 / 16, 1 / 4, 1.0)
+    # Training budget and shared-network settings, the same for every method (RunConfig fills them).
+    train_defaults = dict(steps=3000, batch_size=256, lr=1e-3, noise_dim=8, arch="mlp", width=128, depth=3)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def held_out(self, device="cpu") -> torch.Tensor:
+        gen = torch.Generator().manual_seed(EVAL_SEED)
+        return self.sample(self.eval_size, gen).to(device)
+
+    def eval_bandwidths(self, held_out: torch.Tensor) -> tuple[float, ...]:
+        return mmd.gaussian_bandwidths(mmd.median_distance(held_out), self.eval_bandwidth_factors)
+
+    def reference(self, device="cpu") -> dict:
+        """What evaluation compares against, prepared once per run."""
+        held_out = self.held_out(device)
+        return {"held_out": held_out, "bandwidths": self.eval_bandwidths(held_out)}
+
+    def evaluate(self, samples: torch.Tensor, reference: dict) -> dict:
+        return metrics.distance_metrics(samples, reference["held_out"], reference["bandwidths"])
+
+    def to_storage(self, samples: torch.Tensor):
+        """The generated samples as kept beside the record."""
+        return samples.numpy().astype("float32")
+
+
+class GaussianMixture(Dataset):
+    """Equal-weight isotropic Gaussian mixture with known means: mode coverage is measurable."""
+    dim = 2
+
+    def __init__(self, means: torch.Tensor, std: float, n_std: float = 3.0):
+        if std <= 0:
+            raise ValueError(f"std must be positive; got {std}")
+        if n_std <= 0:
+            raise ValueError(f"n_std must be positive; got {n_std}")
+        self.means = means.to(torch.float32)
+        self.std, self.n_std = float(std), float(n_std)
+
+    def sample(self, n, generator):
+        modes = torch.randint(len(self.means), (n,), generator=generator)
+        noise = torch.randn(n, self.dim, generator=generator)
+        return self.means[modes] + self.std * noise
+
+    def evaluate(self, samples, reference):
+        out = super().evaluate(samples, reference)
+        out.update(metrics.mode_metrics(samples, self.means, self.std, self.n_std))
+        return out
+
+
+@DATASETS.register("ring8")
+class Ring8(GaussianMixture):
+    """8 Gaussians on a circle of radius 1, std 0.01 (VEEGAN/PacGAN)."""
+
+    def __init__(self, modes: int = 8, radius: float = 1.0, std: float = 0.01, n_std: float = 3.0):
+        if modes < 1 or radius <= 0:
+            raise ValueError(f"need modes >= 1 and radius > 0; got {modes}, {radius}")
+        # i/modes, not linspace(0, 2π, modes): that puts the first and last mean on one point
+        angle = 2 * math.pi * torch.arange(modes, dtype=torch.float64) / modes
+        super().__init__(radius * torch.stack([angle.cos(), angle.sin()], 1), std, n_std)
+
+
+@DATASETS.register("grid25")
+class Grid25(GaussianMixture):
+    """25 Gaussians on the grid {-4,-2,0,2,4}², std 0.05 (VEEGAN/PacGAN)."""
+
+    def __init__(self, side: int = 5, spacing: float = 2.0, std: float = 0.05, n_std: float = 3.0):
+        if side < 1 or spacing <= 0:
+            raise ValueError(f"need side >= 1 and spacing > 0; got {side}, {spacing}")
+        ticks = spacing * (torch.arange(side, dtype=torch.float64) - (side - 1) / 2)
+        gx, gy = torch.meshgrid(ticks, ticks, indexing="ij")
+        super().__init__(torch.stack([gx.flatten(), gy.flatten()], 1), std, n_std)

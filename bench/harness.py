@@ -1,0 +1,159 @@
+"""The training loop, in one place: build, train, evaluate on a schedule, record."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from bench import environment, store
+from bench.datasets import DATASETS
+from bench.registry import BenchError
+from methods import METHODS
+from methods.base import Nets
+from methods.networks import build_networks, noise_sampler
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """Everything that fixes a run. ``None`` fields take the dataset's defaults."""
+    method: str
+    dataset: str
+    seed: int = 0
+    steps: int | None = None          # generator updates: the budget, equal for every method
+    batch_size: int | None = None
+    lr: float | None = None           # Adam(lr, betas=(0.5, 0.999)) for G and D alike
+    noise: str = "gaussian"
+    noise_dim: int | None = None
+    arch: str | None = None
+    width: int | None = None
+    depth: int | None = None
+    eval_points: int = 10             # evaluations after step 0, evenly spaced, the last at the end
+    device: str = "auto"
+    method_options: dict = dataclasses.field(default_factory=dict)
+    dataset_options: dict = dataclasses.field(default_factory=dict)
+
+    def resolved(self) -> "RunConfig":
+        """Validate and fill the dataset's defaults; raises BenchError on impossible settings."""
+        dataset_cls = DATASETS.get(self.dataset)
+        METHODS.get(self.method)
+        filled = dataclasses.replace(self, **{k: v for k, v in dataset_cls.train_defaults.items()
+                                              if getattr(self, k) is None})
+        for name in ("steps", "batch_size", "noise_dim", "width", "depth", "eval_points"):
+            if int(getattr(filled, name)) < 1:
+                raise BenchError(f"{name} must be a positive integer; got {getattr(filled, name)}")
+        if filled.batch_size < 2:
+            raise BenchError(f"batch_size must be at least 2 (MMD needs pairs); got {filled.batch_size}")
+        if filled.seed < 0:
+            raise BenchError(f"seed must be >= 0; got {filled.seed}")
+        if not (filled.lr > 0 and math.isfinite(filled.lr)):
+            raise BenchError(f"lr must be positive; got {filled.lr}")
+        if filled.noise not in ("gaussian", "uniform"):
+            raise BenchError(f"unknown noise {filled.noise!r}; choose from gaussian, uniform")
+        if filled.device not in ("auto", "cpu", "cuda"):
+            raise BenchError(f"unknown device {filled.device!r}; choose from auto, cpu, cuda")
+        return filled
+
+
+def eval_schedule(steps: int, points: int) -> list[int]:
+    return sorted({0, steps} | {round(steps * i / points) for i in range(1, points + 1)})
+
+
+def _generate(generator, z: torch.Tensor, chunk: int = 2500) -> torch.Tensor:
+    was_training = generator.training
+    generator.eval()
+    with torch.no_grad():
+        out = torch.cat([generator(z[i:i + chunk]) for i in range(0, len(z), chunk)])
+    generator.train(was_training)
+    return out
+
+
+def train_and_evaluate(config: RunConfig, out: Path | None = None, progress: bool = True) -> dict:
+    """One (method, dataset, seed) run. Returns its record; writes it under ``out`` if given."""
+    cfg = config.resolved()
+    device = environment.resolve_device(cfg.device)
+    dataset = DATASETS.create(cfg.dataset, **cfg.dataset_options)
+    method = METHODS.create(cfg.method, **cfg.method_options)
+
+    torch.manual_seed(cfg.seed)  # network initialisation
+    data_stream = torch.Generator().manual_seed(cfg.seed)
+    noise_stream = torch.Generator().manual_seed(cfg.seed + 1)
+    generator, discriminator = build_networks(dataset, cfg, with_discriminator=method.uses_discriminator)
+    generator.to(device)
+    betas = (0.5, 0.999)
+    nets = Nets(generator=generator, g_opt=torch.optim.Adam(generator.parameters(), cfg.lr, betas=betas),
+                noise=noise_sampler(cfg.noise, cfg.noise_dim, noise_stream, device))
+    if discriminator is not None:
+        nets.discriminator = discriminator.to(device)
+        nets.d_opt = torch.optim.Adam(discriminator.parameters(), cfg.lr, betas=betas)
+
+    reference = dataset.reference(device)
+    eval_z = noise_sampler(cfg.noise, cfg.noise_dim, torch.Generator().manual_seed(cfg.seed + 2), device)(
+        dataset.eval_size)  # the same z at every evaluation: curves show G changing, not z
+    schedule = eval_schedule(cfg.steps, cfg.eval_points)
+
+    def real():
+        return dataset.sample(cfg.batch_size, data_stream).to(device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    history, status, diverged_at = [], "ok", None
+    train_seconds = eval_seconds = 0.0
+    losses: dict[str, list] = {}
+    samples = None
+    bar = tqdm(total=cfg.steps, desc=f"{cfg.method} on {cfg.dataset} (seed {cfg.seed})",
+               disable=not progress, unit="step", dynamic_ncols=True)
+    step = 0
+    while True:
+        if step in schedule:  # evaluate (timed apart from training)
+            t0 = time.perf_counter()
+            samples = _generate(generator, eval_z)
+            mean_losses = {k: float(torch.stack(v).mean()) for k, v in losses.items()}
+            losses = {}
+            if not all(map(math.isfinite, mean_losses.values())) or not torch.isfinite(samples).all():
+                status, diverged_at = "diverged", step
+            metrics = dataset.evaluate(samples, reference)
+            sync()
+            eval_seconds += time.perf_counter() - t0
+            history.append({"step": step, "train_seconds": train_seconds, **mean_losses, **metrics})
+            bar.set_postfix({k: f"{v:.3g}" for k, v in mean_losses.items()}, refresh=False)
+            if status == "diverged" or step == cfg.steps:
+                break
+        t0 = time.perf_counter()
+        for name, value in method.step(nets, real).items():
+            losses.setdefault(name, []).append(value)
+        sync()
+        train_seconds += time.perf_counter() - t0
+        step += 1
+        bar.update(1)
+    bar.close()
+
+    final = {k: v for k, v in history[-1].items()}
+    final["steps_per_second"] = step / train_seconds if train_seconds > 0 else math.nan
+    record = {
+        "schema": 1,
+        "status": status,
+        "diverged_at_step": diverged_at,
+        "steps_done": step,
+        "config": dataclasses.asdict(cfg),
+        "method_settings": method.options(),
+        "timing": {"train_seconds": train_seconds, "eval_seconds": eval_seconds,
+                   "steps_per_second": final["steps_per_second"]},
+        "evaluation": {"samples": dataset.eval_size, "mmd_kernel": "gaussian", "mmd_estimator": "unbiased",
+                       "mmd_bandwidths": list(reference["bandwidths"])},
+        "final": final,
+        "history": history,
+        "environment": environment.describe(device),
+        "samples_file": store.SAMPLES,
+    }
+    if out is not None:
+        folder = store.run_dir(out, cfg.dataset, cfg.method, cfg.seed)
+        store.write_npz(folder / store.SAMPLES, samples=dataset.to_storage(samples.cpu()))
+        store.write_json(folder / store.RECORD, record)  # last: its presence marks the run complete
+        record["path"] = str(folder)
+    return record

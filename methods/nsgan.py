@@ -1,0 +1,15 @@
+"""Non-saturating GAN: the generator loss Goodfellow et al. 2014 recommend in practice."""
+import torch.nn.functional as F
+
+from methods import register_method
+from methods.gan import MinimaxGAN
+
+
+@register_method("nsgan")
+class NonSaturatingGAN(MinimaxGAN):
+    """Non-saturating GAN: as gan, but G descends -log D(G(z)), which keeps its gradient when D wins."""
+
+    @staticmethod
+    def generator_loss(fake_logits):
+        """-log D(G(z)) = softplus(-l): gradient -(1 - D) w.r.t. the logit, ~-1 when D(G(z)) -> 0."""
+        return F.softplus(-fake_logits).mean()
