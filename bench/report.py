@@ -29,6 +29,14 @@ METRICS = {
 LOWER_IS_BETTER = {"kl_modes", "mmd2", "energy", "train_seconds"}
 
 
+def _order(record: dict) -> tuple:
+    """Datasets and methods in registry order (unknown names last), then seed."""
+    from methods import METHODS
+    c = record["config"]
+    rank = lambda names, n: names.index(n) if n in names else len(names)
+    return rank(DATASETS.names(), c["dataset"]), rank(METHODS.names(), c["method"]), c["method"], c["seed"]
+
+
 def runs_table(records: list[dict]) -> pd.DataFrame:
     """One row per run: its configuration, status and final metrics."""
     rows = []
@@ -137,7 +145,9 @@ def plot_final_metrics(runs: pd.DataFrame, path: Path) -> None:
     grid = sns.catplot(long, kind="bar", x="method", y="value", hue="method", col="metric", row="dataset",
                        sharey=False, height=2.4, aspect=0.9, errorbar="sd", legend=False)
     grid.set_titles("{row_name}: {col_name}")
-    grid.set_xticklabels(rotation=30)
+    for ax in grid.axes.flat:
+        ax.tick_params(axis="x", labelbottom=True, rotation=30)
+    grid.tight_layout()
     _save(grid.figure, path, 100)
 
 
@@ -151,6 +161,7 @@ def plot_mmd_vs_time(records: list[dict], path: Path) -> None:
                        height=3.2)
     for ax in grid.axes.flat:
         ax.set_yscale("symlog", linthresh=1e-4)
+        ax.set_ylim(bottom=min(0.0, float(hist["mmd2"].min())))
     grid.set_axis_labels("training wall-clock (s)", "MMD² to held-out data")
     _save(grid.figure, path, 100)
 
@@ -158,7 +169,7 @@ def plot_mmd_vs_time(records: list[dict], path: Path) -> None:
 def build(out: Path, print_fn=print) -> dict[str, pd.DataFrame]:
     """Write runs.csv, summary.csv, summary.md and plots/ under ``out``; print the tables."""
     out = Path(out)
-    records = store.load_records(out)
+    records = sorted(store.load_records(out), key=_order)
     if not records:
         raise BenchError(f"no finished runs under {out}/runs; train some with `python -m bench run`")
     runs = runs_table(records)

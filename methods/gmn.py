@@ -1,4 +1,6 @@
 """Generative matching network (GMMN, Li, Swersky & Zemel 2015; Dziugaite et al. 2015)."""
+import torch
+
 from bench import mmd
 from methods import register_method
 from methods.base import Method
@@ -12,7 +14,9 @@ class GMN(Method):
                  bandwidths=None, estimator: str = "unbiased", root: bool = False, backend: str = "auto"):
         """kernel: gaussian (summed over bandwidths), laplacian or energy. Bandwidths are
         ``bandwidths`` if given, else ``bandwidth_factors`` × the median pairwise distance of the
-        first data batch: the toy mixtures need both the spread of the modes and their width.
+        first generated and data batches pooled (the median heuristic; pooled, so the largest
+        bandwidth spans the initial gap between G and the data): the toy mixtures need both the
+        spread of the modes and their width.
         root: descend sqrt(MMD²) as in the GMMN paper (biased estimator only)."""
         if kernel not in mmd.KERNELS:
             raise ValueError(f"unknown kernel {kernel!r}; choose from {', '.join(mmd.KERNELS)}")
@@ -28,11 +32,11 @@ class GMN(Method):
         self.backend_used = None
 
     def step(self, nets, real):
-        x = real()
-        x = x.flatten(1)
-        if self.bandwidths is None and self.kernel != "energy":
-            self.bandwidths = mmd.gaussian_bandwidths(mmd.median_distance(x), self.bandwidth_factors)
+        x = real().flatten(1)
         fake = nets.generator(nets.noise(len(x))).flatten(1)
+        if self.bandwidths is None and self.kernel != "energy":
+            pooled = torch.cat([fake.detach(), x])
+            self.bandwidths = mmd.gaussian_bandwidths(mmd.median_distance(pooled), self.bandwidth_factors)
         loss, self.backend_used = mmd.mmd2(fake, x, self.kernel, self.bandwidths or (1.0,),
                                            self.estimator, backend=self.backend, return_backend=True)
         if self.root:

@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def direct_mmd2(x, y, kernel, bandwidths, estimator, a=None, b=None):
+    """The O(N²) definition, written independently of bench.mmd: explicit pairwise differences."""
+    def k(p, q):
+        d2 = ((p[:, None, :] - q[None, :, :]) ** 2).sum(-1)
+        if kernel == "gaussian":
+            return sum(torch.exp(-d2 / (2 * s ** 2)) for s in bandwidths)
+        if p is q:  # the diagonal is the constant k(0): keep sqrt(0) out of the gradient
+            eye = torch.eye(len(p), dtype=torch.bool)
+            d = torch.where(eye, 0.0, torch.where(eye, 1.0, d2).sqrt())
+        else:
+            d = d2.sqrt()
+        if kernel == "laplacian":
+            return sum(torch.exp(-d / s) for s in bandwidths)
+        return -d
+    n, m = len(x), len(y)
+    a = torch.full((n,), 1 / n, dtype=x.dtype) if a is None else a / a.sum()
+    b = torch.full((m,), 1 / m, dtype=x.dtype) if b is None else b / b.sum()
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    if estimator == "biased":
+        return a @ kxx @ a + b @ kyy @ b - 2 * a @ kxy @ b
+    wxx, wyy = torch.outer(a, a), torch.outer(b, b)
+    wxx.fill_diagonal_(0)
+    wyy.fill_diagonal_(0)
+    return (wxx * kxx).sum() / wxx.sum() + (wyy * kyy).sum() / wyy.sum() - 2 * a @ kxy @ b

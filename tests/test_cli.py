@@ -1,0 +1,71 @@
+"""The command line end to end with a tiny budget; bad input exits 2 and writes nothing."""
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from bench.cli import main
+from bench.environment import PROJECT_ROOT
+
+TINY = ["--steps", "8", "--eval-points", "2", "--batch-size", "32", "--no-progress", "--device", "cpu"]
+
+
+def test_run_writes_records_tables_and_plots_and_report_rebuilds_them(tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["run", "--methods", "gmn,gan,nsgan", "--datasets", "ring8,grid25", "--seeds", "0,1",
+                 "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "ring8" in printed and "grid25" in printed and "total wall-clock" in printed
+    records = list(out.glob("runs/*/*/*/record.json"))
+    assert len(records) == 12 and all((r.parent / "samples.npz").exists() for r in records)
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["method"]) == {"gmn", "gan", "nsgan"} and (summary["seeds"] == 2).all()
+    assert {"modes_covered", "high_quality_pct", "kl_modes", "mmd2", "energy", "train_seconds"} <= set(summary)
+    assert len(pd.read_csv(out / "runs.csv")) == 12
+    assert "| method" in (out / "summary.md").read_text()
+    for plot in ("samples.png", "final_metrics.png", "mmd_vs_time.png"):
+        assert (out / "plots" / plot).stat().st_size > 10_000
+
+    (out / "summary.csv").unlink()
+    assert main(["report", "--out", str(out)]) == 0
+    assert pd.read_csv(out / "summary.csv").equals(summary)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--methods", "gmn,wgan"], "unknown method 'wgan'; choose from: "),
+    (["--datasets", "cifar10"], "unknown dataset 'cifar10'; choose from: "),
+    (["--steps", "0"], "steps must be a positive integer"),
+    (["--seeds", "-3"], "non-negative integers"),
+    (["--seeds", "a"], "non-negative integers"),
+    (["--batch-size", "1"], "batch_size must be at least 2"),
+    (["--set", "gmn.kernel=rbf"], "unknown kernel 'rbf'"),
+    (["--set", "gmn.bogus=1"], "has no option bogus"),
+    (["--set", "wgan.x=1"], "not among the chosen"),
+])
+def test_bad_input_exits_2_with_the_allowed_values_and_writes_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "res"
+    assert main(["run", "--out", str(out), *TINY, *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_report_on_corrupt_record_exits_2_and_names_the_file(tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["run", "--methods", "gan", "--datasets", "ring8", "--out", str(out), *TINY]) == 0
+    record = out / "runs/ring8/gan/seed0/record.json"
+    record.write_text(record.read_text()[:100])
+    assert main(["report", "--out", str(out)]) == 2
+    assert str(record) in capsys.readouterr().err
+    assert main(["report", "--out", str(tmp_path / "empty")]) == 2
+
+
+def test_python_dash_m_bench_list_and_exit_code():
+    listed = subprocess.run([sys.executable, "-m", "bench", "list"], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert listed.returncode == 0
+    for name in ("gmn", "gan", "nsgan", "ring8", "grid25"):
+        assert f"  {name} " in listed.stdout
+    bad = subprocess.run([sys.executable, "-m", "bench", "run", "--methods", "nope"], capture_output=True,
+                         text=True, cwd=PROJECT_ROOT)
+    assert bad.returncode == 2 and "choose from" in bad.stderr

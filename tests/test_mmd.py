@@ -1,0 +1,135 @@
+"""Every MMD backend against the direct O(N²) definition: values and gradients."""
+import math
+
+import pytest
+import torch
+
+from bench import mmd
+from conftest import direct_mmd2
+
+BACKENDS = ["dense", "blocked", "keops"]
+BANDWIDTHS = (0.5, 2.0)
+
+
+def _data(n=9, m=7, d=3, dtype=torch.float64):
+    x = torch.randn(n, d, dtype=dtype)
+    y = torch.randn(m, d, dtype=dtype) * 1.3 + 0.4
+    x[1] = x[0]  # a coincident pair, as collapsed generators produce
+    return x, y
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kernel", mmd.KERNELS)
+@pytest.mark.parametrize("estimator", mmd.ESTIMATORS)
+def test_backend_matches_direct_value_and_gradient(backend, kernel, estimator):
+    x, y = _data()
+    xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+    ref = direct_mmd2(xr, yr, kernel, BANDWIDTHS, estimator)
+    # the direct form has sqrt'(0) = inf at the coincident pair; its gradient there is 0 by symmetry
+    gx_ref, gy_ref = torch.autograd.grad(ref, (xr, yr)) if kernel == "gaussian" else (None, None)
+    xb, yb = x.clone().requires_grad_(), y.clone().requires_grad_()
+    value = mmd.mmd2(xb, yb, kernel, BANDWIDTHS, estimator, backend=backend)
+    gx, gy = torch.autograd.grad(value, (xb, yb))
+    assert value.item() == pytest.approx(ref.item(), abs=1e-12)
+    assert torch.isfinite(gx).all() and torch.isfinite(gy).all()
+    if gx_ref is not None:
+        torch.testing.assert_close(gx, gx_ref, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(gy, gy_ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kernel", ["laplacian", "energy"])
+def test_gradient_matches_direct_without_coincident_points(backend, kernel):
+    x, y = torch.randn(8, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    xr = x.clone().requires_grad_()
+    (g_ref,) = torch.autograd.grad(direct_mmd2(xr, y, kernel, BANDWIDTHS, "unbiased"), xr)
+    xb = x.clone().requires_grad_()
+    (g,) = torch.autograd.grad(mmd.mmd2(xb, y, kernel, BANDWIDTHS, "unbiased", backend=backend), xb)
+    torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_energy_gradient_finite_when_all_points_coincide(backend):
+    x = torch.zeros(5, 2, dtype=torch.float64, requires_grad=True)
+    y = torch.zeros(4, 2, dtype=torch.float64)
+    value = mmd.mmd2(x, y, "energy", estimator="biased", backend=backend)
+    (g,) = torch.autograd.grad(value, x)
+    assert value.item() == 0.0
+    assert torch.isfinite(g).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weighted_matches_direct(backend):
+    x, y = _data()
+    a, b = torch.rand(len(x), dtype=x.dtype) + 0.1, torch.rand(len(y), dtype=x.dtype) + 0.1
+    for estimator in mmd.ESTIMATORS:
+        ref = direct_mmd2(x, y, "gaussian", BANDWIDTHS, estimator, a, b)
+        value = mmd.mmd2(x, y, "gaussian", BANDWIDTHS, estimator, x_weights=a, y_weights=b, backend=backend)
+        assert value.item() == pytest.approx(ref.item(), abs=1e-12)
+
+
+def test_blocked_uses_several_blocks_and_agrees():
+    x, y = _data(n=50, m=40)
+    xr = x.clone().requires_grad_()
+    ref = mmd.mmd2(xr, y, "gaussian", BANDWIDTHS, "unbiased", backend="dense")
+    xb = x.clone().requires_grad_()
+    a = torch.full((50,), 1 / 50, dtype=x.dtype)
+    b = torch.full((40,), 1 / 40, dtype=x.dtype)
+    sxy = mmd._sum_blocked(x, y, a, b, "gaussian", BANDWIDTHS, False, block_rows=7)
+    assert sxy.item() == pytest.approx(mmd._sum_dense(x, y, a, b, "gaussian", BANDWIDTHS, False).item(), abs=1e-13)
+    sxx = mmd._sum_blocked(xb, xb, a, a, "gaussian", BANDWIDTHS, True, block_rows=7)
+    sxx_dense = mmd._sum_dense(xr, xr, a, a, "gaussian", BANDWIDTHS, True)
+    torch.testing.assert_close(torch.autograd.grad(sxx, xb)[0], torch.autograd.grad(sxx_dense, xr)[0])
+    assert ref.item() > 0
+
+
+def test_geomloss_backend_is_the_biased_estimator():
+    x, y = _data()
+    ref = direct_mmd2(x, y, "gaussian", BANDWIDTHS, "biased")
+    assert mmd.mmd2(x, y, "gaussian", BANDWIDTHS, backend="geomloss").item() == pytest.approx(ref.item(), abs=1e-12)
+    with pytest.raises(ValueError, match="biased"):
+        mmd.mmd2(x, y, "gaussian", BANDWIDTHS, "unbiased", backend="geomloss")
+
+
+def test_auto_returns_the_numbers_of_the_backend_it_picks():
+    for n, d in [(30, 2), (1200, 2), (200, 50)]:
+        x, y = torch.randn(n, d, dtype=torch.float64), torch.randn(n, d, dtype=torch.float64) + 0.1
+        value, chosen = mmd.mmd2(x, y, "gaussian", BANDWIDTHS, "unbiased", return_backend=True)
+        assert chosen in BACKENDS
+        assert value.item() == mmd.mmd2(x, y, "gaussian", BANDWIDTHS, "unbiased", backend=chosen).item()
+
+
+def test_far_from_origin_float32_is_accurate():
+    """The matrix form cancels badly far from the origin unless the data are centred (GUIDE.md)."""
+    x = torch.randn(200, 50, dtype=torch.float64)
+    y = torch.randn(200, 50, dtype=torch.float64) + 0.05
+    ref = mmd.mmd2(x, y, "energy", backend="dense").item()
+    shifted = mmd.mmd2((x + 1000).float(), (y + 1000).float(), "energy", backend="dense").item()
+    assert shifted == pytest.approx(ref, rel=1e-2)
+
+
+def test_estimators_known_properties():
+    x, y = torch.randn(40, 2, dtype=torch.float64), torch.randn(40, 2, dtype=torch.float64)
+    assert mmd.mmd2(x, y, "gaussian", (1.0,), "biased").item() >= 0
+    assert mmd.mmd2(x, x, "gaussian", (1.0,), "biased").item() == pytest.approx(0, abs=1e-14)
+    # unbiased on identical samples: −(mean off-diagonal within-set gap), negative
+    assert mmd.mmd2(x, x.clone(), "gaussian", (1.0,), "unbiased").item() < 0
+    # energy distance of two point masses at distance 3: 2·3 − 0 − 0
+    p, q = torch.zeros(4, 2, dtype=torch.float64), torch.tensor([[3.0, 0.0]] * 4, dtype=torch.float64)
+    assert mmd.energy_distance(p, q, estimator="biased").item() == pytest.approx(6.0)
+
+
+def test_bad_arguments_are_rejected():
+    x = torch.randn(5, 2)
+    for kwargs, msg in [({"kernel": "rbf"}, "kernel"), ({"estimator": "u"}, "estimator"),
+                        ({"backend": "gpu"}, "backend"), ({"bandwidths": (0.0,)}, "bandwidth")]:
+        with pytest.raises(ValueError, match=msg):
+            mmd.mmd2(x, x, **kwargs)
+    with pytest.raises(ValueError, match="\\(N, D\\)"):
+        mmd.mmd2(x, torch.randn(5, 3))
+
+
+def test_median_distance_known_value():
+    x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+    assert mmd.median_distance(x) == pytest.approx(5.0)  # distances 5, 10, 5
+    assert math.isclose(mmd.gaussian_bandwidths(2.0, (1, 0.5))[1], 1.0)
