@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild tables and plots from stored records, without training")
     report.add_argument("--out", type=Path, default=Path("results"))
+
+    perf = sub.add_parser("perf", help="time the MMD backends (value + gradient) on a grid of sizes")
+    perf.add_argument("what", choices=["mmd"])
+    perf.add_argument("--sizes", default="1000,10000,100000,1000000", help="comma-separated N (= M)")
+    perf.add_argument("--dims", default="2,32,784", help="comma-separated dimensions D")
+    perf.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    perf.add_argument("--max-seconds", type=float, default=20.0,
+                      help="skip a cell whose time, extrapolated from the previous size, exceeds this")
+    perf.add_argument("--out", type=Path, default=Path("results/perf"))
     return parser
 
 
@@ -116,7 +125,30 @@ def cmd_report(args) -> None:
     report.build(args.out)
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report}
+def _positive_ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise BenchError(f"{flag} takes comma-separated positive integers; got {text!r}")
+    return values
+
+
+def cmd_perf(args) -> None:
+    from bench import environment, perf
+    sizes, dims = _positive_ints(args.sizes, "--sizes"), _positive_ints(args.dims, "--dims")
+    if args.max_seconds <= 0:
+        raise BenchError(f"--max-seconds must be positive; got {args.max_seconds}")
+    device = environment.resolve_device(args.device)
+    df = perf.run_mmd_benchmark(sizes, dims, device, args.max_seconds)
+    table = perf.summary(df)
+    print("\nmilliseconds per value + gradient (Gaussian MMD², biased, float32; median of repeats)")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"\nwritten: {perf.write(df, args.out, device)}")
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "perf": cmd_perf}
 
 
 def main(argv: list[str] | None = None) -> int:

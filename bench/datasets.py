@@ -16,7 +16,7 @@ EVAL_SEED = 2_147_483_647  # held-out data never shares a seed with training str
 class Dataset:
     """A source of training samples, a held-out reference set and the metrics that compare them."""
     dim: int
-    kind = "points"  # "points" (toy, plotted as scatter) or "images"
+    kind = "points"  # "points" (plotted as a scatter, or a histogram in 1-D) or "images"
     eval_size = 2500
     # Evaluation MMD: Gaussian kernels with σ = these × median distance of the held-out set.
     eval_bandwidth_factors: tuple[float, ...] = (1 / 16, 1 / 4, 1.0)
@@ -47,8 +47,8 @@ class Dataset:
 
 
 class GaussianMixture(Dataset):
-    """Equal-weight isotropic Gaussian mixture with known means: mode coverage is measurable."""
-    dim = 2
+    """Equal-weight isotropic Gaussian mixture with known means: mode coverage is measurable and
+    the density is known in closed form."""
 
     def __init__(self, means: torch.Tensor, std: float, n_std: float = 3.0):
         if std <= 0:
@@ -56,12 +56,19 @@ class GaussianMixture(Dataset):
         if n_std <= 0:
             raise ValueError(f"n_std must be positive; got {n_std}")
         self.means = means.to(torch.float32)
+        self.dim = self.means.shape[1]
         self.std, self.n_std = float(std), float(n_std)
 
     def sample(self, n, generator):
         modes = torch.randint(len(self.means), (n,), generator=generator)
         noise = torch.randn(n, self.dim, generator=generator)
         return self.means[modes] + self.std * noise
+
+    def density(self, x: torch.Tensor) -> torch.Tensor:
+        """p(x) for x of shape (n, dim), in float64."""
+        d2 = torch.cdist(x.to(torch.float64), self.means.to(torch.float64)) ** 2
+        norm = (2 * math.pi * self.std ** 2) ** (self.dim / 2)
+        return torch.exp(-d2 / (2 * self.std ** 2)).mean(1) / norm
 
     def evaluate(self, samples, reference):
         out = super().evaluate(samples, reference)
@@ -91,3 +98,21 @@ class Grid25(GaussianMixture):
         ticks = spacing * (torch.arange(side, dtype=torch.float64) - (side - 1) / 2)
         gx, gy = torch.meshgrid(ticks, ticks, indexing="ij")
         super().__init__(torch.stack([gx.flatten(), gy.flatten()], 1), std, n_std)
+
+
+@DATASETS.register("gauss1d")
+class Gauss1D(GaussianMixture):
+    """One 1-D Gaussian N(mean, std²), density known in closed form (the theory lab's data)."""
+
+    def __init__(self, mean: float = 2.0, std: float = 0.5, n_std: float = 3.0):
+        super().__init__(torch.tensor([[float(mean)]]), std, n_std)
+
+
+@DATASETS.register("mix1d")
+class Mix1D(GaussianMixture):
+    """Two-mode 1-D mixture ½N(-separation/2, std²) + ½N(separation/2, std²), density known."""
+
+    def __init__(self, separation: float = 4.0, std: float = 0.5, n_std: float = 3.0):
+        if separation <= 0:
+            raise ValueError(f"separation must be positive; got {separation}")
+        super().__init__(torch.tensor([[-separation / 2], [separation / 2]]), std, n_std)

@@ -71,8 +71,12 @@ def _generate(generator, z: torch.Tensor, chunk: int = 2500) -> torch.Tensor:
     return out
 
 
-def train_and_evaluate(config: RunConfig, out: Path | None = None, progress: bool = True) -> dict:
-    """One (method, dataset, seed) run. Returns its record; writes it under ``out`` if given."""
+def train_and_evaluate(config: RunConfig, out: Path | None = None, progress: bool = True,
+                       observer=None) -> dict:
+    """One (method, dataset, seed) run. Returns its record; writes it under ``out`` if given.
+
+    ``observer(step, nets, samples)``, if given, is called at every evaluation: the theory lab
+    watches the same loop the benchmark runs instead of copying it."""
     cfg = config.resolved()
     device = environment.resolve_device(cfg.device)
     dataset = DATASETS.create(cfg.dataset, **cfg.dataset_options)
@@ -121,6 +125,8 @@ def train_and_evaluate(config: RunConfig, out: Path | None = None, progress: boo
             sync()
             eval_seconds += time.perf_counter() - t0
             history.append({"step": step, "train_seconds": train_seconds, **mean_losses, **metrics})
+            if observer is not None:
+                observer(step, nets, samples)
             bar.set_postfix({k: f"{v:.3g}" for k, v in mean_losses.items()}, refresh=False)
             if status == "diverged" or step == cfg.steps:
                 break

@@ -53,16 +53,21 @@ def kernel_at_zero(kernel: str, bandwidths: Sequence[float]) -> float:
 
 # ------------------------------------------------------------------ weighted kernel sums
 # Each backend computes  S(x, y) = Σ_ij a_i b_j k(x_i, y_j)  (a, b the weights, summing to 1).
-def _dense_block(x, y, b, kernel, bandwidths, same):
-    d2 = (x * x).sum(1, keepdim=True) + (y * y).sum(1) - 2 * x @ y.T
-    d2 = d2.clamp_min(0)
-    if same:  # the diagonal is exactly 0; rounding in the matrix form would make it ~1e-7
-        d2 = d2 - torch.diag_embed(torch.diagonal(d2))
-    return _kernel_from_d2(d2, kernel, bandwidths) @ b
+def _squared_distances(x, y, diagonal_offset=None):
+    """‖x‖² + ‖y‖² − 2xyᵀ, clamped at 0; with ``diagonal_offset`` (x a row block of y starting
+    at that row), the self-distances are set to exactly 0: rounding would make them ~1e-7."""
+    d2 = torch.addmm((x * x).sum(1, keepdim=True) + (y * y).sum(1), x, y.T, alpha=-2).clamp_min_(0)
+    if diagonal_offset is not None:
+        d2.diagonal(offset=diagonal_offset).zero_()
+    return d2
+
+
+def _dense_block(x, y, b, kernel, bandwidths, diagonal_offset=None):
+    return _kernel_from_d2(_squared_distances(x, y, diagonal_offset), kernel, bandwidths) @ b
 
 
 def _sum_dense(x, y, a, b, kernel, bandwidths, same):
-    return a @ _dense_block(x, y, b, kernel, bandwidths, same)
+    return a @ _dense_block(x, y, b, kernel, bandwidths, 0 if same else None)
 
 
 def _sum_blocked(x, y, a, b, kernel, bandwidths, same, block_rows=None):
@@ -71,15 +76,10 @@ def _sum_blocked(x, y, a, b, kernel, bandwidths, same, block_rows=None):
     total = x.new_zeros(())
     for start in range(0, x.shape[0], block_rows):
         stop = min(start + block_rows, x.shape[0])
-        if same:  # keep the exact zero diagonal inside this block's columns
-            def row_block(xb, y_, b_, start=start):
-                d2 = ((xb * xb).sum(1, keepdim=True) + (y_ * y_).sum(1) - 2 * xb @ y_.T).clamp_min(0)
-                rows = torch.arange(xb.shape[0], device=xb.device)
-                d2 = d2.index_put((rows, rows + start), torch.zeros((), dtype=d2.dtype, device=d2.device))
-                return _kernel_from_d2(d2, kernel, bandwidths) @ b_
-        else:
-            def row_block(xb, y_, b_):
-                return _dense_block(xb, y_, b_, kernel, bandwidths, False)
+        offset = start if same else None  # this block's self-pairs sit on the diagonal at +start
+
+        def row_block(xb, y_, b_, offset=offset):
+            return _dense_block(xb, y_, b_, kernel, bandwidths, offset)
         if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
             rows = checkpoint(row_block, x[start:stop], y, b, use_reentrant=False)
         else:

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
 
 from bench import store  # noqa: E402
 from bench.datasets import DATASETS  # noqa: E402
@@ -109,23 +110,31 @@ def plot_samples(records: list[dict], path: Path) -> None:
                              squeeze=False)
     palette = dict(zip(methods, sns.color_palette("deep", len(methods))))
     for i, d in enumerate(datasets):
-        data = DATASETS.create(d, **first_options(first, d)).held_out().numpy()
+        dataset = DATASETS.create(d, **first_options(first, d))
+        data = dataset.held_out().numpy()
         lim = np.abs(data).max() * 1.3
         for j, m in enumerate(methods):
             ax = axes[i, j]
-            ax.scatter(data[:, 0], data[:, 1], s=2, c="0.75", linewidths=0)
-            if (d, m) in first:
-                r = first[(d, m)]
-                xy = store.load_samples(r)
-                ax.scatter(xy[:, 0], xy[:, 1], s=2, color=palette[m], linewidths=0, alpha=0.6)
+            r = first.get((d, m))
+            xy = store.load_samples(r) if r else None
+            if dataset.dim == 1:  # histogram of samples over the true density
+                grid = np.linspace(-lim, lim, 400)
+                ax.plot(grid, dataset.density(torch.from_numpy(grid)[:, None]).numpy(), c="0.4")
+                if xy is not None:
+                    ax.hist(xy[:, 0], bins=80, range=(-lim, lim), density=True, color=palette[m], alpha=0.6)
+            else:
+                ax.scatter(data[:, 0], data[:, 1], s=2, c="0.75", linewidths=0)
+                if xy is not None:
+                    ax.scatter(xy[:, 0], xy[:, 1], s=2, color=palette[m], linewidths=0, alpha=0.6)
+                ax.set_ylim(-lim, lim)
+                ax.set_aspect("equal")
+                ax.set_yticks([])
+            if r:
                 f = r["final"]
                 ax.set_title(f"{m} on {d}\nmodes {f.get('modes_covered')}, HQ {f.get('high_quality_pct', 0):.0f}%"
                              + ("  DIVERGED" if r["status"] != "ok" else ""), fontsize=9)
             ax.set_xlim(-lim, lim)
-            ax.set_ylim(-lim, lim)
-            ax.set_aspect("equal")
             ax.set_xticks([])
-            ax.set_yticks([])
     fig.tight_layout()
     _save(fig, path, 110)
 
