@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--max-seconds", type=float, default=20.0,
                       help="skip a cell whose time, extrapolated from the previous size, exceeds this")
     perf.add_argument("--out", type=Path, default=Path("results/perf"))
+
+    theory = sub.add_parser("theory", help="check the GAN theorems on 1-D Gaussians (figures + tables)")
+    theory.add_argument("--out", type=Path, default=Path("results/theory"))
+    theory.add_argument("--quick", action="store_true", help="a fifth of the steps (a smoke test)")
+    theory.add_argument("--no-progress", action="store_true")
     return parser
 
 
@@ -148,7 +153,14 @@ def cmd_perf(args) -> None:
     print(f"\nwritten: {perf.write(df, args.out, device)}")
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "perf": cmd_perf}
+def cmd_theory(args) -> None:
+    from bench import theory
+    if args.out.exists() and not args.out.is_dir():
+        raise BenchError(f"--out {args.out} exists and is not a folder")
+    theory.run_all(args.out, quick=args.quick, progress=not args.no_progress)
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "perf": cmd_perf, "theory": cmd_theory}
 
 
 def main(argv: list[str] | None = None) -> int:
