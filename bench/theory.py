@@ -211,7 +211,7 @@ def _plot_optimal(curves: pd.DataFrame, path: Path):
     ax.set_xlabel("x")
     ax.set_ylabel("D(x)")
     ax.set_ylim(-0.02, 1.02)
-    fig.legend(loc="upper right", fontsize=8)
+    fig.legend(loc="upper left", bbox_to_anchor=(0.08, 0.95), fontsize=8)
     fig.tight_layout()
     report._save(fig, path, 110)
 
@@ -233,7 +233,9 @@ def _plot_equilibrium(densities: pd.DataFrame, datasets, path: Path):
                 s = sub[sub["step"] == step]
                 ax.plot(s["x"], s["density"], c=color, lw=1.2, label=f"step {step}")
             x = torch.tensor(sorted(sub["x"].unique()), dtype=torch.float64)[:, None]
-            ax.plot(x[:, 0], data.density(x), c="k", lw=2, ls="--", label="p_data")
+            p_data = data.density(x)
+            ax.plot(x[:, 0], p_data, c="k", lw=2, ls="--", label="p_data")
+            ax.set_ylim(0, 2.5 * float(p_data.max()))  # the step-0 spike would flatten everything else
             ax.set_title(f"{method} on {name}", fontsize=9)
             ax.legend(fontsize=6)
     fig.tight_layout()
