@@ -55,8 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=int, default=None, help="generator updates per run (default: the dataset's)")
     run.add_argument("--batch-size", type=int, default=None)
     run.add_argument("--lr", type=float, default=None)
-    run.add_argument("--noise", default="gaussian", choices=["gaussian", "uniform"])
-    run.add_argument("--eval-points", type=int, default=10, help="evaluations during training (default: 10)")
+    run.add_argument("--profile", default="quick",
+                     help="budget preset of each dataset: quick (CPU minutes) or paper (original scale, GPU)")
+    run.add_argument("--arch", default=None, help="generator/discriminator: mlp (default) or dcgan (images)")
+    run.add_argument("--noise", default=None, choices=["gaussian", "uniform"], help="default: the dataset's")
+    run.add_argument("--eval-points", type=int, default=None, help="evaluations during training")
+    run.add_argument("--data-dir", default=None,
+                     help="folder with the four MNIST files (default: $BENCH_MNIST_DIR, ../shared/data/mnist, ...)")
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results/)")
     run.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME.OPTION=VALUE",
@@ -94,7 +99,7 @@ def cmd_list(args) -> None:
 def cmd_run(args) -> None:
     from bench import report
     from bench.datasets import DATASETS
-    from bench.harness import RunConfig, train_and_evaluate
+    from bench.harness import RunConfig, evaluate_calibration, train_and_evaluate
     from methods import METHODS
 
     # Everything is validated before anything is trained or written.
@@ -102,14 +107,17 @@ def cmd_run(args) -> None:
     datasets = DATASETS.parse(args.datasets)
     seeds = _parse_seeds(args.seeds)
     settings = _parse_settings(args.settings, methods, datasets)
+    if args.data_dir is not None and "mnist" in datasets:
+        settings.setdefault("mnist", {})["data_dir"] = args.data_dir
     configs = []
     for d in datasets:
         DATASETS.create(d, **settings.get(d, {}))
         for m in methods:
             METHODS.create(m, **settings.get(m, {}))
             for s in seeds:
-                configs.append(RunConfig(method=m, dataset=d, seed=s, steps=args.steps, batch_size=args.batch_size,
-                                         lr=args.lr, noise=args.noise, eval_points=args.eval_points,
+                configs.append(RunConfig(method=m, dataset=d, seed=s, profile=args.profile, steps=args.steps,
+                                         batch_size=args.batch_size, lr=args.lr, noise=args.noise,
+                                         arch=args.arch, eval_points=args.eval_points,
                                          device=args.device, method_options=settings.get(m, {}),
                                          dataset_options=settings.get(d, {})).resolved())
     if args.out.exists() and not args.out.is_dir():
@@ -121,6 +129,8 @@ def cmd_run(args) -> None:
         if record["status"] != "ok":
             print(f"warning: {cfg.method} on {cfg.dataset} (seed {cfg.seed}) diverged at step "
                   f"{record['diverged_at_step']}; recorded as diverged", file=sys.stderr)
+    for d in datasets:  # reference rows (e.g. MNIST's training set and uniform noise)
+        evaluate_calibration(d, args.profile, args.out, settings.get(d, {}), args.device)
     report.build(args.out)
     print(f"total wall-clock: {time.perf_counter() - start:.1f} s for {len(configs)} runs")
 

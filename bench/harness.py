@@ -14,34 +14,39 @@ from bench.datasets import DATASETS
 from bench.registry import BenchError
 from methods import METHODS
 from methods.base import Nets
-from methods.networks import build_networks, noise_sampler
+from methods.networks import ARCHS, build_networks, noise_sampler
 
 
 @dataclasses.dataclass
 class RunConfig:
-    """Everything that fixes a run. ``None`` fields take the dataset's defaults."""
+    """Everything that fixes a run. ``None`` fields take the dataset's profile defaults."""
     method: str
     dataset: str
     seed: int = 0
+    profile: str = "quick"            # the dataset's budget preset (quick: CPU minutes; paper: GPU)
     steps: int | None = None          # generator updates: the budget, equal for every method
     batch_size: int | None = None
     lr: float | None = None           # Adam(lr, betas=(0.5, 0.999)) for G and D alike
-    noise: str = "gaussian"
+    noise: str | None = None          # gaussian or uniform
     noise_dim: int | None = None
     arch: str | None = None
     width: int | None = None
     depth: int | None = None
-    eval_points: int = 10             # evaluations after step 0, evenly spaced, the last at the end
+    eval_points: int | None = None    # evaluations after step 0, evenly spaced, the last at the end
     device: str = "auto"
     method_options: dict = dataclasses.field(default_factory=dict)
     dataset_options: dict = dataclasses.field(default_factory=dict)
 
     def resolved(self) -> "RunConfig":
-        """Validate and fill the dataset's defaults; raises BenchError on impossible settings."""
+        """Validate and fill the profile's defaults; raises BenchError on impossible settings."""
         dataset_cls = DATASETS.get(self.dataset)
         METHODS.get(self.method)
-        filled = dataclasses.replace(self, **{k: v for k, v in dataset_cls.train_defaults.items()
-                                              if getattr(self, k) is None})
+        if self.profile not in dataset_cls.profiles:
+            raise BenchError(f"dataset {self.dataset!r} has no profile {self.profile!r}; "
+                             f"choose from: {', '.join(dataset_cls.profiles)}")
+        defaults = dataset_cls.profiles[self.profile]
+        filled = dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+        filled.method_options = {**dataset_cls.method_defaults.get(self.method, {}), **self.method_options}
         for name in ("steps", "batch_size", "noise_dim", "width", "depth", "eval_points"):
             if int(getattr(filled, name)) < 1:
                 raise BenchError(f"{name} must be a positive integer; got {getattr(filled, name)}")
@@ -53,6 +58,9 @@ class RunConfig:
             raise BenchError(f"lr must be positive; got {filled.lr}")
         if filled.noise not in ("gaussian", "uniform"):
             raise BenchError(f"unknown noise {filled.noise!r}; choose from gaussian, uniform")
+        if filled.arch not in ARCHS[dataset_cls.kind]:
+            raise BenchError(f"unknown arch {filled.arch!r} for {self.dataset}; "
+                             f"choose from: {', '.join(ARCHS[dataset_cls.kind])}")
         if filled.device not in ("auto", "cpu", "cuda"):
             raise BenchError(f"unknown device {filled.device!r}; choose from auto, cpu, cuda")
         return filled
@@ -158,8 +166,35 @@ def train_and_evaluate(config: RunConfig, out: Path | None = None, progress: boo
         "samples_file": store.SAMPLES,
     }
     if out is not None:
-        folder = store.run_dir(out, cfg.dataset, cfg.method, cfg.seed)
+        folder = store.run_dir(out, cfg.dataset, cfg.profile, cfg.method, cfg.seed)
         store.write_npz(folder / store.SAMPLES, samples=dataset.to_storage(samples.cpu()))
         store.write_json(folder / store.RECORD, record)  # last: its presence marks the run complete
         record["path"] = str(folder)
     return record
+
+
+def evaluate_calibration(dataset_name: str, profile: str, out: Path, dataset_options: dict | None = None,
+                         device: str = "cpu") -> list[dict]:
+    """Reference rows for the tables (e.g. MNIST's training set and uniform noise), evaluated
+    exactly like a method's samples and stored as records with status 'reference'."""
+    dataset = DATASETS.create(dataset_name, **(dataset_options or {}))
+    samples_by_name = getattr(dataset, "calibration_samples", lambda: {})()
+    if not samples_by_name:
+        return []
+    device = environment.resolve_device(device)
+    reference = dataset.reference(device)
+    records = []
+    for name, samples in samples_by_name.items():
+        t0 = time.perf_counter()
+        metrics = dataset.evaluate(samples, reference)
+        record = {"schema": 1, "status": "reference", "diverged_at_step": None, "steps_done": 0,
+                  "config": {"method": name, "dataset": dataset_name, "seed": 0, "profile": profile, "steps": 0,
+                             "dataset_options": dataset_options or {}},
+                  "method_settings": {}, "timing": {"eval_seconds": time.perf_counter() - t0},
+                  "final": metrics, "history": [], "environment": environment.describe(device),
+                  "samples_file": store.SAMPLES}
+        folder = store.run_dir(out, dataset_name, profile, name.replace(" ", "-"), 0)
+        store.write_npz(folder / store.SAMPLES, samples=dataset.to_storage(samples))
+        store.write_json(folder / store.RECORD, record)
+        records.append(record)
+    return records

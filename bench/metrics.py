@@ -49,3 +49,100 @@ def distance_metrics(samples: torch.Tensor, reference: torch.Tensor, bandwidths)
             "mmd2": float(mmd.mmd2(x, y, "gaussian", bandwidths, estimator="unbiased")),
             "energy": float(mmd.energy_distance(x, y)),
         }
+
+
+# ------------------------------------------------------------ feature-space metrics (MNIST)
+def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """‖μ_r − μ_g‖² + Tr(Σ_r + Σ_g − 2(Σ_r Σ_g)^½), in float64.
+
+    Tr (Σ_r Σ_g)^½ is the sum of the square roots of the eigenvalues of Σ_r^½ Σ_g Σ_r^½, which is
+    symmetric positive semi-definite: a stable route to the same value as scipy's sqrtm."""
+    real, fake = real.to(torch.float64), fake.to(torch.float64)
+    mu_r, mu_g = real.mean(0), fake.mean(0)
+    cov_r, cov_g = torch.cov(real.T), torch.cov(fake.T)
+    evals, evecs = torch.linalg.eigh(cov_r)
+    sqrt_r = evecs @ torch.diag(evals.clamp_min(0).sqrt()) @ evecs.T
+    tr_sqrt = torch.linalg.eigvalsh(sqrt_r @ cov_g @ sqrt_r).clamp_min(0).sqrt().sum()
+    return float((mu_r - mu_g).square().sum() + cov_r.trace() + cov_g.trace() - 2 * tr_sqrt)
+
+
+def polynomial_mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Unbiased MMD² with the KID kernel k(a, b) = (aᵀb/d + 1)³; kernel matrices in x's dtype,
+    their sums in float64 (MMD² is a small difference of large sums)."""
+    d = x.shape[1]
+    kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3).double(), ((y @ y.T / d + 1) ** 3).double(), ((x @ y.T / d + 1) ** 3).double()
+    n, m = len(x), len(y)
+    return ((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+            - 2 * kxy.mean())
+
+
+def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100,
+                              subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """KID (Bińkowski et al. 2018): mean and std over ``subsets`` random subsets (without
+    replacement within a subset) of the unbiased polynomial-kernel MMD²."""
+    size = min(subset_size, len(real), len(fake))
+    gen = torch.Generator().manual_seed(seed)
+    values = torch.stack([polynomial_mmd2_unbiased(real[torch.randperm(len(real), generator=gen)[:size]],
+                                                   fake[torch.randperm(len(fake), generator=gen)[:size]])
+                          for _ in range(subsets)])
+    return float(values.mean()), float(values.std())
+
+
+def _kth_neighbour_radii(x: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
+    """Distance from each point to its k-th nearest other point of the same set."""
+    radii = []
+    for i in range(0, len(x), chunk):
+        d = torch.cdist(x[i:i + chunk], x)
+        radii.append(d.kthvalue(k + 1, dim=1).values)  # the first is the point itself (distance 0)
+    return torch.cat(radii)
+
+
+def _count_inside(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 1024):
+    """For each point, how many balls B(centre_i, radius_i) contain it."""
+    counts = []
+    for i in range(0, len(points), chunk):
+        counts.append((torch.cdist(points[i:i + chunk], centres) <= radii[None, :]).sum(1))
+    return torch.cat(counts)
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3,
+                     real_radii: torch.Tensor | None = None) -> tuple[float, float]:
+    """Improved precision/recall (Kynkäänniemi et al. 2019): precision is the share of fakes inside
+    the k-NN balls of the reals; recall the share of reals inside the k-NN balls of the fakes.
+    ``real_radii``: the reals' k-NN radii, if already computed (they do not change during a run)."""
+    if real_radii is None:
+        real_radii = _kth_neighbour_radii(real, k)
+    precision = (_count_inside(fake, real, real_radii) > 0).double().mean()
+    recall = (_count_inside(real, fake, _kth_neighbour_radii(fake, k)) > 0).double().mean()
+    return float(precision), float(recall)
+
+
+def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5,
+                     real_radii: torch.Tensor | None = None) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020), balls around the reals only: density is the mean
+    number of real balls holding each fake, over k; coverage the share of real balls holding a fake."""
+    radii = _kth_neighbour_radii(real, k) if real_radii is None else real_radii
+    density = _count_inside(fake, real, radii).double().sum() / (k * len(fake))
+    covered = torch.zeros(len(real), dtype=torch.bool)
+    for i in range(0, len(real), 1024):
+        nearest_fake = torch.cdist(real[i:i + 1024], fake).min(1).values
+        covered[i:i + 1024] = nearest_fake <= radii[i:i + 1024]
+    return float(density), float(covered.double().mean())
+
+
+def classifier_score(probs: torch.Tensor, eps: float = 1e-12) -> float:
+    """The Inception Score computed with our classifier: exp E_x KL(p(y|x) ‖ p(y))."""
+    probs = probs.to(torch.float64)
+    marginal = probs.mean(0, keepdim=True)
+    kl = (probs * ((probs + eps).log() - (marginal + eps).log())).sum(1)
+    return float(kl.mean().exp())
+
+
+def class_histogram(probs: torch.Tensor, classes: int = 10, min_share: float = 0.01) -> dict:
+    """Predicted-class histogram: digits covered (predicted for at least ``min_share`` of the
+    samples: a stray misclassified sample does not count) and its KL divergence from uniform."""
+    counts = torch.bincount(probs.argmax(1), minlength=classes).double()
+    p = counts / counts.sum()
+    nz = p > 0
+    return {"digits_covered": int((p >= min_share).sum()),
+            "kl_digits": float((p[nz] * (p[nz] * classes).log()).sum())}

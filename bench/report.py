@@ -19,6 +19,15 @@ from bench.registry import BenchError  # noqa: E402
 
 # Final metrics in display order, with their column titles; a dataset shows those it has.
 METRICS = {
+    "fid": "FD",
+    "kid": "KID",
+    "precision": "precision",
+    "recall": "recall",
+    "density": "density",
+    "coverage": "coverage",
+    "classifier_score": "CS",
+    "digits_covered": "digits",
+    "kl_digits": "KL digits",
     "modes_covered": "modes",
     "high_quality_pct": "HQ %",
     "kl_modes": "KL modes",
@@ -27,7 +36,13 @@ METRICS = {
     "train_seconds": "train s",
     "steps_per_second": "steps/s",
 }
-LOWER_IS_BETTER = {"kl_modes", "mmd2", "energy", "train_seconds"}
+LOWER_IS_BETTER = {"fid", "kid", "kl_digits", "kl_modes", "mmd2", "energy", "train_seconds"}
+
+
+def label(record: dict) -> str:
+    """What a table or figure is about: a dataset under one budget profile."""
+    c = record["config"]
+    return f"{c['dataset']} · {c.get('profile', 'quick')}"
 
 
 def _order(record: dict) -> tuple:
@@ -43,7 +58,7 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
         c = r["config"]
-        row = {"dataset": c["dataset"], "method": c["method"], "seed": c["seed"], "status": r["status"],
+        row = {"dataset": label(r), "method": c["method"], "seed": c["seed"], "status": r["status"],
                "steps": r["steps_done"], "budget": c["steps"], "device": r["environment"]["device"]}
         row.update({k: r["final"].get(k) for k in METRICS})
         rows.append(row)
@@ -55,7 +70,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per (dataset, method); ``n_diverged`` counts failed runs."""
     metrics = [k for k in METRICS if runs[k].notna().any()]
     groups = runs.groupby(["dataset", "method"], sort=False)
-    out = groups.agg(seeds=("seed", "count"), n_diverged=("status", lambda s: int((s != "ok").sum())))
+    out = groups.agg(seeds=("seed", "count"), n_diverged=("status", lambda s: int((s == "diverged").sum())))
     means, stds = groups[metrics].mean(), groups[metrics].std()
     for k in metrics:
         out[k], out[k + "_std"] = means[k], stds[k]
@@ -91,69 +106,72 @@ def display_tables(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def _history_frame(records: list[dict]) -> pd.DataFrame:
-    rows = [{"dataset": r["config"]["dataset"], "method": r["config"]["method"], "seed": r["config"]["seed"], **h}
+    rows = [{"dataset": label(r), "method": r["config"]["method"], "seed": r["config"]["seed"], **h}
             for r in records for h in r["history"]]
     return pd.DataFrame(rows)
 
 
 def plot_samples(records: list[dict], path: Path) -> None:
-    """Generated samples (colour) over held-out data (grey): one panel per dataset × method."""
-    records = [r for r in records if DATASETS.get(r["config"]["dataset"]).kind == "points"]
-    if not records:
-        return
+    """Generated samples (colour) over held-out data (grey): one panel per method."""
     first = {}
-    for r in sorted(records, key=lambda r: r["config"]["seed"]):  # lowest seed per cell
-        first.setdefault((r["config"]["dataset"], r["config"]["method"]), r)
-    datasets = list(dict.fromkeys(d for d, _ in first))
-    methods = list(dict.fromkeys(m for _, m in first))
-    fig, axes = plt.subplots(len(datasets), len(methods), figsize=(3.2 * len(methods), 3.2 * len(datasets)),
-                             squeeze=False)
+    for r in sorted(records, key=lambda r: r["config"]["seed"]):  # lowest seed per method
+        first.setdefault(r["config"]["method"], r)
+    methods = list(first)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.4), squeeze=False)
     palette = dict(zip(methods, sns.color_palette("deep", len(methods))))
-    for i, d in enumerate(datasets):
-        dataset = DATASETS.create(d, **first_options(first, d))
-        data = dataset.held_out().numpy()
-        lim = np.abs(data).max() * 1.3
-        for j, m in enumerate(methods):
-            ax = axes[i, j]
-            r = first.get((d, m))
-            xy = store.load_samples(r) if r else None
-            if dataset.dim == 1:  # histogram of samples over the true density
-                grid = np.linspace(-lim, lim, 400)
-                ax.plot(grid, dataset.density(torch.from_numpy(grid)[:, None]).numpy(), c="0.4")
-                if xy is not None:
-                    ax.hist(xy[:, 0], bins=80, range=(-lim, lim), density=True, color=palette[m], alpha=0.6)
-            else:
-                ax.scatter(data[:, 0], data[:, 1], s=2, c="0.75", linewidths=0)
-                if xy is not None:
-                    ax.scatter(xy[:, 0], xy[:, 1], s=2, color=palette[m], linewidths=0, alpha=0.6)
-                ax.set_ylim(-lim, lim)
-                ax.set_aspect("equal")
-                ax.set_yticks([])
-            if r:
-                f = r["final"]
-                ax.set_title(f"{m} on {d}\nmodes {f.get('modes_covered')}, HQ {f.get('high_quality_pct', 0):.0f}%"
-                             + ("  DIVERGED" if r["status"] != "ok" else ""), fontsize=9)
-            ax.set_xlim(-lim, lim)
-            ax.set_xticks([])
+    some = next(iter(first.values()))
+    dataset = DATASETS.create(some["config"]["dataset"], **some["config"].get("dataset_options", {}))
+    data = dataset.held_out().numpy()
+    lim = np.abs(data).max() * 1.3
+    for ax, (m, r) in zip(axes[0], first.items()):
+        xy = store.load_samples(r)
+        if dataset.dim == 1:  # histogram of samples over the true density
+            grid = np.linspace(-lim, lim, 400)
+            ax.plot(grid, dataset.density(torch.from_numpy(grid)[:, None]).numpy(), c="0.4")
+            ax.hist(xy[:, 0], bins=80, range=(-lim, lim), density=True, color=palette[m], alpha=0.6)
+        else:
+            ax.scatter(data[:, 0], data[:, 1], s=2, c="0.75", linewidths=0)
+            ax.scatter(xy[:, 0], xy[:, 1], s=2, color=palette[m], linewidths=0, alpha=0.6)
+            ax.set_ylim(-lim, lim)
+            ax.set_aspect("equal")
+            ax.set_yticks([])
+        f = r["final"]
+        ax.set_title(f"{m} on {label(r)}\nmodes {f.get('modes_covered')}, HQ {f.get('high_quality_pct') or 0:.0f}%"
+                     + ("  DIVERGED" if r["status"] == "diverged" else ""), fontsize=9)
+        ax.set_xlim(-lim, lim)
+        ax.set_xticks([])
     fig.tight_layout()
     _save(fig, path, 110)
 
 
-def first_options(first: dict, dataset: str) -> dict:
-    """The dataset options the runs used (the held-out set must match them)."""
-    for (d, _), r in first.items():
-        if d == dataset:
-            return r["config"].get("dataset_options", {})
-    return {}
+def plot_image_grids(records: list[dict], folder: Path, stem: str) -> None:
+    """A 10×10 grid of stored samples per method (PNG each), and all methods side by side."""
+    from torchvision.utils import make_grid, save_image
+    first = {}
+    for r in sorted(records, key=lambda r: r["config"]["seed"]):
+        first.setdefault(r["config"]["method"], r)
+    fig, axes = plt.subplots(1, len(first), figsize=(3.3 * len(first), 3.6), squeeze=False)
+    for ax, (m, r) in zip(axes[0], first.items()):
+        images = torch.from_numpy(store.load_samples(r)[:100]).float().div(255).unsqueeze(1)
+        grid = make_grid(images, nrow=10, padding=1, pad_value=0.5)
+        store.atomic_write(folder / f"{stem}_{m.replace(' ', '-')}.png", lambda f: save_image(grid, f, format="png"))
+        ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+        f = r["final"]
+        fd = f.get("fid")
+        ax.set_title(f"{m}\nFD {fd:.1f}, digits {f.get('digits_covered')}" if fd is not None else m, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    _save(fig, folder / f"{stem}_samples.png", 110)
 
 
 def plot_final_metrics(runs: pd.DataFrame, path: Path) -> None:
     metrics = [k for k in METRICS if runs[k].notna().any()]
     long = runs.melt(id_vars=["dataset", "method", "seed"], value_vars=metrics, var_name="metric")
     long["metric"] = long["metric"].map(lambda k: METRICS[k] + (" ↓" if k in LOWER_IS_BETTER else " ↑"))
-    grid = sns.catplot(long, kind="bar", x="method", y="value", hue="method", col="metric", row="dataset",
+    grid = sns.catplot(long, kind="bar", x="method", y="value", hue="method", col="metric", col_wrap=7,
                        sharey=False, height=2.4, aspect=0.9, errorbar="sd", legend=False)
-    grid.set_titles("{row_name}: {col_name}")
+    grid.set_titles("{col_name}")
+    grid.figure.suptitle(runs["dataset"].iloc[0], y=1.0)
     for ax in grid.axes.flat:
         ax.tick_params(axis="x", labelbottom=True, rotation=30)
     grid.tight_layout()
@@ -193,8 +211,14 @@ def build(out: Path, print_fn=print) -> dict[str, pd.DataFrame]:
     store.atomic_write(out / "summary.md", lambda f: f.write(md_text.encode()))
     plots = out / "plots"
     plots.mkdir(exist_ok=True)
-    plot_samples(records, plots / "samples.png")
-    plot_final_metrics(runs, plots / "final_metrics.png")
+    for name in dict.fromkeys(label(r) for r in records):
+        mine = [r for r in records if label(r) == name]
+        stem = name.replace(" · ", "_")
+        if DATASETS.get(mine[0]["config"]["dataset"]).kind == "images":
+            plot_image_grids(mine, plots, stem)
+        else:
+            plot_samples(mine, plots / f"{stem}_samples.png")
+        plot_final_metrics(runs[runs["dataset"] == name], plots / f"{stem}_final_metrics.png")
     plot_mmd_vs_time(records, plots / "mmd_vs_time.png")
     for dataset, table in tables.items():
         print_fn(f"\n{dataset}\n{table.to_string(index=False)}")

@@ -52,14 +52,14 @@ def write_npz(path: Path, **arrays) -> None:
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
-def run_dir(out: Path, dataset: str, method: str, seed: int) -> Path:
-    return Path(out) / "runs" / dataset / method / f"seed{seed}"
+def run_dir(out: Path, dataset: str, profile: str, method: str, seed: int) -> Path:
+    return Path(out) / "runs" / dataset / profile / method / f"seed{seed}"
 
 
 def load_records(out: Path) -> list[dict]:
     """All finished runs under ``out``; a record that cannot be read is a clear error."""
     records = []
-    for path in sorted(Path(out).glob(f"runs/*/*/*/{RECORD}")):
+    for path in sorted(Path(out).glob(f"runs/*/*/*/*/{RECORD}")):
         try:
             record = json.loads(path.read_text())
             record["config"]["method"], record["config"]["dataset"]  # noqa: B018 (must exist)

@@ -39,13 +39,42 @@ def noise_sampler(kind: str, dim: int, generator: torch.Generator, device) -> ca
     return sample
 
 
-ARCHS = ("mlp",)
+def gmmn_generator(noise_dim: int) -> nn.Module:
+    """The GMMN paper's MNIST generator: 64-256-256-1024-784, sigmoid output (pixels in [0, 1])."""
+    return nn.Sequential(mlp([noise_dim, 64, 256, 256, 1024, 784], nn.ReLU, nn.Sigmoid()), nn.Unflatten(1, (1, 28, 28)))
+
+
+def image_mlp_discriminator() -> nn.Module:
+    return nn.Sequential(nn.Flatten(), mlp([784, 512, 256, 1], lambda: nn.LeakyReLU(0.2)))
+
+
+def dcgan_generator(noise_dim: int) -> nn.Module:
+    """DCGAN-style generator for 28×28: 7×7×128 -> 14×14×64 -> 28×28×1, sigmoid output."""
+    return nn.Sequential(
+        nn.Linear(noise_dim, 128 * 7 * 7), nn.BatchNorm1d(128 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (128, 7, 7)),
+        nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Sigmoid())
+
+
+def dcgan_discriminator() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
+        nn.Flatten(), nn.Linear(128 * 7 * 7, 1))
+
+
+ARCHS = {"points": ("mlp",), "images": ("mlp", "dcgan")}
 
 
 def build_networks(dataset, cfg, with_discriminator: bool):
     """The generator (and discriminator) for a dataset: identical for every method."""
-    if cfg.arch not in ARCHS:
-        raise ValueError(f"unknown arch {cfg.arch!r}; choose from {', '.join(ARCHS)}")
-    generator = mlp_generator(cfg.noise_dim, dataset.dim, cfg.width, cfg.depth)
-    discriminator = mlp_discriminator(dataset.dim, cfg.width, cfg.depth) if with_discriminator else None
-    return generator, discriminator
+    if cfg.arch not in ARCHS[dataset.kind]:
+        raise ValueError(f"unknown arch {cfg.arch!r}; choose from {', '.join(ARCHS[dataset.kind])}")
+    if dataset.kind == "points":
+        g = mlp_generator(cfg.noise_dim, dataset.dim, cfg.width, cfg.depth)
+        d = mlp_discriminator(dataset.dim, cfg.width, cfg.depth)
+    elif cfg.arch == "mlp":
+        g, d = gmmn_generator(cfg.noise_dim), image_mlp_discriminator()
+    else:
+        g, d = dcgan_generator(cfg.noise_dim), dcgan_discriminator()
+    return g, (d if with_discriminator else None)

@@ -18,14 +18,15 @@ def test_run_writes_records_tables_and_plots_and_report_rebuilds_them(tmp_path, 
                  "--out", str(out), *TINY]) == 0
     printed = capsys.readouterr().out
     assert "ring8" in printed and "grid25" in printed and "total wall-clock" in printed
-    records = list(out.glob("runs/*/*/*/record.json"))
+    records = list(out.glob("runs/*/*/*/*/record.json"))
     assert len(records) == 12 and all((r.parent / "samples.npz").exists() for r in records)
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary["method"]) == {"gmn", "gan", "nsgan"} and (summary["seeds"] == 2).all()
+    assert set(summary["dataset"]) == {"ring8 · quick", "grid25 · quick"}
     assert {"modes_covered", "high_quality_pct", "kl_modes", "mmd2", "energy", "train_seconds"} <= set(summary)
     assert len(pd.read_csv(out / "runs.csv")) == 12
     assert "| method" in (out / "summary.md").read_text()
-    for plot in ("samples.png", "final_metrics.png", "mmd_vs_time.png"):
+    for plot in ("ring8_quick_samples.png", "grid25_quick_final_metrics.png", "mmd_vs_time.png"):
         assert (out / "plots" / plot).stat().st_size > 10_000
 
     (out / "summary.csv").unlink()
@@ -54,7 +55,7 @@ def test_bad_input_exits_2_with_the_allowed_values_and_writes_nothing(tmp_path, 
 def test_report_on_corrupt_record_exits_2_and_names_the_file(tmp_path, capsys):
     out = tmp_path / "res"
     assert main(["run", "--methods", "gan", "--datasets", "ring8", "--out", str(out), *TINY]) == 0
-    record = out / "runs/ring8/gan/seed0/record.json"
+    record = out / "runs/ring8/quick/gan/seed0/record.json"
     record.write_text(record.read_text()[:100])
     assert main(["report", "--out", str(out)]) == 2
     assert str(record) in capsys.readouterr().err

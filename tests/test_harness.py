@@ -48,20 +48,20 @@ def test_divergence_is_recorded_not_raised(tmp_path, monkeypatch):
     record = train_and_evaluate(RunConfig(method="exploding", **{**TINY, "eval_points": 4}), tmp_path, progress=False)
     assert record["status"] == "diverged"
     assert 5 < record["diverged_at_step"] <= 12
-    saved = json.loads((tmp_path / "runs/ring8/exploding/seed0/record.json").read_text())
+    saved = json.loads((tmp_path / "runs/ring8/quick/exploding/seed0/record.json").read_text())
     assert saved["status"] == "diverged" and saved["final"]["mmd2"] is None  # NaN stored as null
 
 
 def test_record_says_what_produced_it(tmp_path):
     record = train_and_evaluate(RunConfig(method="gmn", **TINY), tmp_path, progress=False)
-    saved = json.loads((tmp_path / "runs/ring8/gmn/seed0/record.json").read_text())
+    saved = json.loads((tmp_path / "runs/ring8/quick/gmn/seed0/record.json").read_text())
     assert saved["config"]["method"] == "gmn" and saved["config"]["steps"] == 12
     env = saved["environment"]
     assert env["versions"]["torch"] == torch.__version__.split("+")[0] or env["versions"]["torch"]
     assert env["device"] == "cpu" and env["git_revision"]
     assert saved["method_settings"]["bandwidths"] and saved["method_settings"]["backend_used"] in ("dense", "keops")
     assert saved["timing"]["train_seconds"] > 0 and math.isfinite(saved["timing"]["steps_per_second"])
-    samples = np.load(tmp_path / "runs/ring8/gmn/seed0/samples.npz")["samples"]
+    samples = np.load(tmp_path / "runs/ring8/quick/gmn/seed0/samples.npz")["samples"]
     assert samples.shape == (2500, 2)
     assert [h["step"] for h in saved["history"]] == [0, 6, 12]
     assert record["final"]["mmd2"] == saved["final"]["mmd2"]
