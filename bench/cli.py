@@ -156,11 +156,14 @@ def cmd_perf(args) -> None:
     if args.max_seconds <= 0:
         raise BenchError(f"--max-seconds must be positive; got {args.max_seconds}")
     device = environment.resolve_device(args.device)
-    df = perf.run_mmd_benchmark(sizes, dims, device, args.max_seconds)
-    table = perf.summary(df)
+    path = perf.csv_path(args.out, device)
+    df = perf.run_mmd_benchmark(sizes, dims, device, args.max_seconds,
+                                checkpoint=lambda rows: perf.write(rows, path.with_suffix(".partial.csv")))
+    perf.write(df, path)
+    path.with_suffix(".partial.csv").unlink(missing_ok=True)
     print("\nmilliseconds per value + gradient (Gaussian MMD², biased, float32; median of repeats)")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    print(f"\nwritten: {perf.write(df, args.out, device)}")
+    print(perf.summary(df).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"\nwritten: {path}")
 
 
 def cmd_theory(args) -> None:

@@ -102,7 +102,10 @@ def peak_gflops(device) -> tuple[float, str]:
     return cores * mhz / 1e3 * per_cycle, f"{cores} cores × {mhz / 1e3:.2f} GHz × {per_cycle} FP32 flops/cycle"
 
 
-def run_mmd_benchmark(sizes, dims, device, max_seconds=20.0, backends=BACKENDS, log=print) -> pd.DataFrame:
+def run_mmd_benchmark(sizes, dims, device, max_seconds=20.0, backends=BACKENDS, log=print,
+                      checkpoint=None) -> pd.DataFrame:
+    """``checkpoint(rows)``, if given, is called after every cell, so an interrupted run keeps
+    what it measured."""
     free = mmd._free_bytes(device)
     peak, peak_note = peak_gflops(device)
     log(f"device: {device} ({peak_note}); free memory {free / 2**30:.1f} GiB; keops: {mmd.keops_status()}")
@@ -132,7 +135,13 @@ def run_mmd_benchmark(sizes, dims, device, max_seconds=20.0, backends=BACKENDS, 
                 rows.append(row)
                 log(f"  N={n:>8} D={dim:>4} {backend:<14} "
                     + (f"{row['seconds'] * 1e3:10.2f} ms ({row['ran']})" if "seconds" in row else row["skipped"]))
-    df = pd.DataFrame(rows)
+                if checkpoint is not None:
+                    checkpoint(pd.DataFrame(rows))
+    return finish(pd.DataFrame(rows), device, peak, peak_note)
+
+
+def finish(df: pd.DataFrame, device, peak: float, peak_note: str) -> pd.DataFrame:
+    """Derived columns: GFLOP/s against peak, ratios to the fastest backend and to the naive code."""
     for col in ("seconds", "repeats", "ran", "gflops", "skipped"):
         if col not in df:
             df[col] = None
@@ -145,6 +154,11 @@ def run_mmd_benchmark(sizes, dims, device, max_seconds=20.0, backends=BACKENDS, 
     df["speedup_vs_naive"] = naive.reindex(key).to_numpy() / df["seconds"].to_numpy()
     df["device_name"] = torch.cuda.get_device_name(device) if device.type == "cuda" else peak_note
     return df
+
+
+def csv_path(out: Path, device) -> Path:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    return Path(out) / f"mmd_{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-')}.csv"
 
 
 def summary(df: pd.DataFrame) -> pd.DataFrame:
@@ -162,8 +176,6 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     return ms.reset_index().sort_values(["D", "N"])
 
 
-def write(df: pd.DataFrame, out: Path, device) -> Path:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    path = Path(out) / f"mmd_{re.sub(r'[^A-Za-z0-9]+', '-', name).strip('-')}.csv"
+def write(df: pd.DataFrame, path: Path) -> Path:
     store.atomic_write(path, lambda f: f.write(df.to_csv(index=False).encode()))
     return path
