@@ -51,7 +51,7 @@ def _bytes_needed(backend, n, dtype_bytes=4) -> float:
     return 0.0
 
 
-def time_value_and_gradient(backend, n, dim, device, min_total=1.0, max_repeats=5):
+def time_value_and_gradient(backend, n, dim, device, min_total=1.0, max_repeats=30):
     """Median seconds of one value + gradient (after one warm-up call, which compiles KeOps)."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, dim, generator=gen).to(device).requires_grad_()
@@ -76,9 +76,10 @@ def time_value_and_gradient(backend, n, dim, device, min_total=1.0, max_repeats=
 
 
 def flops(n, dim) -> float:
-    """Counted work of value + gradient: 3 kernel sums over n² pairs; per pair 2D + 4 flops
-    forward (the matrix product, norms, scale, exp) and twice that backward."""
-    return 3 * n * n * (2 * dim + 4) * 3
+    """Counted work of value + gradient w.r.t. x: forward, 3 kernel sums over n² pairs at 2D flops
+    (the matrix product) + ~10 (clamp, scale, exp, reduction) per pair; backward, the 2 sums that
+    involve x, each one more product (2D) + ~5 per pair."""
+    return n * n * (3 * (2 * dim + 10) + 2 * (2 * dim + 5))
 
 
 def peak_gflops(device) -> tuple[float, str]:
