@@ -28,8 +28,10 @@ class Dataset:
         "paper": dict(steps=20_000, batch_size=256, lr=1e-3, noise="gaussian", noise_dim=8, arch="mlp",
                       width=128, depth=3, eval_points=20),
     }
-    # Per-method option defaults on this dataset (the user's --set options override them).
-    method_defaults: dict[str, dict] = {}
+    @classmethod
+    def method_defaults(cls, method: str, options: dict) -> dict:
+        """Per-method option defaults on this dataset (the user's --set options override them)."""
+        return {}
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
@@ -143,9 +145,19 @@ class MNIST(Dataset):
         "paper": dict(steps=30_000, batch_size=256, lr=2e-4, noise="uniform", noise_dim=10, arch="dcgan",
                       width=128, depth=3, eval_points=10),
     }
-    # The GMMN recipe (Li et al. 2015): Σ_s exp(−‖x−y‖²/2s), s ∈ {2,5,10,20,40,80}, loss sqrt(MMD²_b)
-    method_defaults = {"gmn": dict(bandwidths=tuple(math.sqrt(s) for s in (2, 5, 10, 20, 40, 80)),
-                                   estimator="biased", root=True)}
+    @classmethod
+    def method_defaults(cls, method, options):
+        """gmn follows the GMMN recipe (Li et al. 2015), loss sqrt(MMD²_b): in pixel space the kernels
+        Σ_s exp(−‖x−y‖²/2s), s ∈ {2,5,10,20,40,80}; in code space (+AE) the median-scaled default."""
+        if method != "gmn":
+            return {}
+        if options.get("code_space", "pixels") == "autoencoder":
+            return dict(estimator="biased", root=True)
+        return dict(bandwidths=tuple(math.sqrt(s) for s in (2, 5, 10, 20, 40, 80)), estimator="biased", root=True)
+
+    def autoencoder(self):
+        from bench import mnist
+        return mnist.autoencoder(self.data_dir)[0]
 
     def __init__(self, data_dir: str | None = None, digits_min_share: float = 0.01):
         from bench import mnist

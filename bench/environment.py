@@ -29,14 +29,19 @@ def device_name(device: torch.device) -> str:
 
 @functools.cache
 def git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (rev + ("+dirty" if dirty else "")) if rev else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    """HEAD of the checkout the package comes from, else of the folder it is run from (an
+    installed package lives outside the checkout); '+dirty' when tracked files are modified."""
+    for folder in dict.fromkeys([PROJECT_ROOT, Path.cwd()]):
+        try:
+            rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
+                                 text=True, timeout=10).stdout.strip()
+            if rev:
+                dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                                       capture_output=True, text=True, timeout=10).stdout.strip()
+                return rev + ("+dirty" if dirty else "")
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return "unknown"
 
 
 def versions() -> dict:

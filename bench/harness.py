@@ -14,7 +14,7 @@ from bench.datasets import DATASETS
 from bench.registry import BenchError
 from methods import METHODS
 from methods.base import Nets
-from methods.networks import ARCHS, build_networks, noise_sampler
+from methods.networks import ARCHS, DecodedGenerator, build_networks, noise_sampler
 
 
 @dataclasses.dataclass
@@ -46,7 +46,10 @@ class RunConfig:
                              f"choose from: {', '.join(dataset_cls.profiles)}")
         defaults = dataset_cls.profiles[self.profile]
         filled = dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
-        filled.method_options = {**dataset_cls.method_defaults.get(self.method, {}), **self.method_options}
+        filled.method_options = {**dataset_cls.method_defaults(self.method, self.method_options), **self.method_options}
+        if filled.method_options.get("code_space") == "autoencoder" and not hasattr(dataset_cls, "autoencoder"):
+            raise BenchError(f"{self.method} with code_space=autoencoder needs a dataset with an autoencoder "
+                             f"(mnist); {self.dataset} has none")
         for name in ("steps", "batch_size", "noise_dim", "width", "depth", "eval_points"):
             if int(getattr(filled, name)) < 1:
                 raise BenchError(f"{name} must be a positive integer; got {getattr(filled, name)}")
@@ -94,10 +97,15 @@ def train_and_evaluate(config: RunConfig, out: Path | None = None, progress: boo
     data_stream = torch.Generator().manual_seed(cfg.seed)
     noise_stream = torch.Generator().manual_seed(cfg.seed + 1)
     generator, discriminator = build_networks(dataset, cfg, with_discriminator=method.uses_discriminator)
+    encoder = None
+    if method.uses_autoencoder:  # GMMN+AE: train in the code space of a cached autoencoder
+        autoencoder = dataset.autoencoder()
+        generator = DecodedGenerator(cfg.noise_dim, autoencoder.decoder, autoencoder.code_dim)
+        encoder = autoencoder.encoder.requires_grad_(False).to(device)
     generator.to(device)
     betas = (0.5, 0.999)
     nets = Nets(generator=generator, g_opt=torch.optim.Adam(generator.parameters(), cfg.lr, betas=betas),
-                noise=noise_sampler(cfg.noise, cfg.noise_dim, noise_stream, device))
+                noise=noise_sampler(cfg.noise, cfg.noise_dim, noise_stream, device), encoder=encoder)
     if discriminator is not None:
         nets.discriminator = discriminator.to(device)
         nets.d_opt = torch.optim.Adam(discriminator.parameters(), cfg.lr, betas=betas)

@@ -39,9 +39,10 @@ def candidate_dirs(explicit: str | Path | None = None) -> list[Path]:
         dirs = [Path(explicit)]
     elif os.environ.get(ENV_DATA):
         dirs = [Path(os.environ[ENV_DATA])]
-    else:
-        dirs = [PROJECT_ROOT.parent / "shared" / "data" / "mnist", PROJECT_ROOT / "data" / "MNIST" / "raw",
-                cache_dir() / "MNIST" / "raw"]
+    else:  # beside the project: from where it is run (its root), and from the package's checkout
+        roots = list(dict.fromkeys([Path.cwd().resolve(), PROJECT_ROOT]))
+        dirs = [r.parent / "shared" / "data" / "mnist" for r in roots] + [r / "data" / "MNIST" / "raw" for r in roots]
+        dirs.append(cache_dir() / "MNIST" / "raw")
     return [d / "MNIST" / "raw" if (d / "MNIST" / "raw").is_dir() else d for d in dirs]  # torchvision's root
 
 
@@ -184,17 +185,76 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_cached_classifier(folder: Path) -> tuple[LeNet, dict]:
-    """The cached classifier, if its record matches this data and architecture and the weights
-    match their recorded sha256; raises ValueError (or OSError) saying why not otherwise."""
-    weights, meta_path = folder / "mnist_lenet.pt", folder / "mnist_lenet.json"
+class AutoEncoder(nn.Module):
+    """The GMMN+AE autoencoder (Li et al. 2015): 784-1024-32 codes in (0, 1), decoder back to pixels."""
+    version = 1
+    code_dim = 32
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 32), nn.Sigmoid())
+        self.decoder = nn.Sequential(nn.Linear(32, 1024), nn.ReLU(), nn.Linear(1024, 784), nn.Sigmoid(),
+                                     nn.Unflatten(1, (1, 28, 28)))
+
+    def forward(self, x):
+        return self.decoder(self.encoder(x))
+
+
+def train_autoencoder(data: dict, epochs: int = 3, seed: int = 0, log=None) -> tuple[AutoEncoder, float]:
+    """Pixel-wise binary cross-entropy; returns the model and its test reconstruction error (MSE)."""
+    torch.manual_seed(seed)
+    model = AutoEncoder()
+    images = to_float(data["train_images"])
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        for idx in _batches(torch.randperm(len(images), generator=gen), 256):
+            loss = nn.functional.binary_cross_entropy(model(images[idx]), images[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if log:
+            log(f"autoencoder epoch {epoch + 1}/{epochs}: loss {loss.item():.4f}")
+    with torch.no_grad():
+        test = to_float(data["test_images"])
+        mse = float(torch.cat([(model(c) - c).square().mean((1, 2, 3)) for c in test.split(2000)]).mean())
+    return model.eval(), mse
+
+
+def load_cached(folder: Path, name: str, model_cls) -> tuple[nn.Module, dict]:
+    """A cached model, if its record matches this data and architecture and the weights match
+    their recorded sha256; raises ValueError (or OSError) saying why not otherwise."""
+    weights, meta_path = folder / f"{name}.pt", folder / f"{name}.json"
     meta = json.loads(meta_path.read_text())
-    if meta.get("version") != LeNet.version or meta.get("data_md5") != FILES:
+    if meta.get("version") != model_cls.version or meta.get("data_md5") != FILES:
         raise ValueError("cached for another architecture version or other data")
     if _sha256(weights) != meta.get("weights_sha256"):
         raise ValueError("weights file does not match its recorded sha256")
-    model = LeNet()
+    model = model_cls()
     model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return model.eval(), meta
+
+
+def load_cached_classifier(folder: Path) -> tuple[LeNet, dict]:
+    return load_cached(folder, "mnist_lenet", LeNet)
+
+
+def _cached_or_trained(name: str, model_cls, train, metric: str, data_dir: str | None):
+    """Load ``name`` from the cache, or train it (once) and cache it; a mismatch is retrained."""
+    data = load(data_dir)
+    folder = cache_dir()
+    try:
+        return load_cached(folder, name, model_cls)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
+        print(f"{name} cache in {folder} unusable ({err}); retraining", file=sys.stderr)
+    print(f"training {name} once (cached afterwards in {folder})", file=sys.stderr)
+    model, score = train(data, log=lambda m: print(m, file=sys.stderr))
+    weights = folder / f"{name}.pt"
+    store.atomic_write(weights, lambda f: torch.save(model.state_dict(), f))
+    meta = {"version": model_cls.version, "data_md5": FILES, metric: score, "weights_sha256": _sha256(weights)}
+    store.write_json(folder / f"{name}.json", meta)  # written last: a half-written cache is never trusted
     return model.eval(), meta
 
 
@@ -202,19 +262,10 @@ def load_cached_classifier(folder: Path) -> tuple[LeNet, dict]:
 def classifier(data_dir: str | None = None) -> tuple[LeNet, dict]:
     """The cached classifier, trained on first use. The cache records the weights' sha256, the
     data's checksums and the architecture version; anything that does not match is retrained."""
-    data = load(data_dir)
-    folder = cache_dir()
-    try:
-        return load_cached_classifier(folder)
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
-        print(f"MNIST classifier cache in {folder} unusable ({err}); retraining", file=sys.stderr)
-    print(f"training the MNIST classifier once (cached afterwards in {folder})", file=sys.stderr)
-    model, test_accuracy = train_classifier(data, log=lambda m: print(m, file=sys.stderr))
-    weights = folder / "mnist_lenet.pt"
-    store.atomic_write(weights, lambda f: torch.save(model.state_dict(), f))
-    meta = {"version": LeNet.version, "data_md5": FILES, "test_accuracy": test_accuracy,
-            "weights_sha256": _sha256(weights)}
-    store.write_json(folder / "mnist_lenet.json", meta)  # written last: a half-written cache is never trusted
-    return model.eval(), meta
+    return _cached_or_trained("mnist_lenet", LeNet, train_classifier, "test_accuracy", data_dir)
+
+
+@functools.cache
+def autoencoder(data_dir: str | None = None) -> tuple[AutoEncoder, dict]:
+    """The cached GMMN+AE autoencoder, trained on first use, verified like the classifier."""
+    return _cached_or_trained("mnist_autoencoder", AutoEncoder, train_autoencoder, "test_mse", data_dir)

@@ -16,6 +16,7 @@ class Nets:
     noise: Callable[[int], torch.Tensor]  # n -> a batch of generator inputs
     discriminator: nn.Module | None = None
     d_opt: torch.optim.Optimizer | None = None
+    encoder: nn.Module | None = None  # frozen, for methods with uses_autoencoder (GMMN+AE)
 
 
 class Method:
@@ -25,6 +26,7 @@ class Method:
     Options are keyword arguments of ``__init__`` (set with ``--set name.option=value``).
     """
     uses_discriminator = False
+    uses_autoencoder = False  # the harness then builds G as frozen decoder ∘ code generator
 
     def step(self, nets: Nets, real: Callable[[], torch.Tensor]) -> dict[str, torch.Tensor]:
         """One generator update (and whatever else the objective does per update).

@@ -11,13 +11,19 @@ class GMN(Method):
     """Generative matching network: G descends MMD² between a generated and a data batch; no discriminator."""
 
     def __init__(self, kernel: str = "gaussian", bandwidth_factors=(1, 1 / 2, 1 / 4, 1 / 8, 1 / 16, 1 / 32, 1 / 64),
-                 bandwidths=None, estimator: str = "unbiased", root: bool = False, backend: str = "auto"):
+                 bandwidths=None, estimator: str = "unbiased", root: bool = False, backend: str = "auto",
+                 code_space: str = "pixels"):
         """kernel: gaussian (summed over bandwidths), laplacian or energy. Bandwidths are
         ``bandwidths`` if given, else ``bandwidth_factors`` × the median pairwise distance of the
         first generated and data batches pooled (the median heuristic; pooled, so the largest
         bandwidth spans the initial gap between G and the data): the toy mixtures need both the
         spread of the modes and their width.
-        root: descend sqrt(MMD²) as in the GMMN paper (biased estimator only)."""
+        root: descend sqrt(MMD²) as in the GMMN paper (biased estimator only).
+        code_space: "pixels", or "autoencoder" for GMMN+AE: MMD between generated codes and the
+        codes of the data under a pre-trained, frozen encoder; the decoder makes the images."""
+        if code_space not in ("pixels", "autoencoder"):
+            raise ValueError(f"unknown code_space {code_space!r}; choose from pixels, autoencoder")
+        self.code_space = code_space
         if kernel not in mmd.KERNELS:
             raise ValueError(f"unknown kernel {kernel!r}; choose from {', '.join(mmd.KERNELS)}")
         if estimator not in mmd.ESTIMATORS:
@@ -31,9 +37,19 @@ class GMN(Method):
         self.bandwidths = None if bandwidths is None else tuple(float(s) for s in bandwidths)
         self.backend_used = None
 
+    @property
+    def uses_autoencoder(self):
+        return self.code_space == "autoencoder"
+
     def step(self, nets, real):
-        x = real().flatten(1)
-        fake = nets.generator(nets.noise(len(x))).flatten(1)
+        x = real()
+        if self.uses_autoencoder:
+            with torch.no_grad():
+                x = nets.encoder(x)
+            fake = nets.generator.codes(nets.noise(len(x)))
+        else:
+            x = x.flatten(1)
+            fake = nets.generator(nets.noise(len(x))).flatten(1)
         if self.bandwidths is None and self.kernel != "energy":
             pooled = torch.cat([fake.detach(), x])
             self.bandwidths = mmd.gaussian_bandwidths(mmd.median_distance(pooled), self.bandwidth_factors)

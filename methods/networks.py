@@ -63,6 +63,22 @@ def dcgan_discriminator() -> nn.Module:
         nn.Flatten(), nn.Linear(128 * 7 * 7, 1))
 
 
+class DecodedGenerator(nn.Module):
+    """GMMN+AE: G = frozen decoder ∘ code generator. Trained in code space (``codes``), it still
+    outputs images, so it is evaluated like every other generator."""
+
+    def __init__(self, noise_dim: int, decoder: nn.Module, code_dim: int):
+        super().__init__()
+        self.code_generator = mlp([noise_dim, 64, 256, 256, code_dim], nn.ReLU, nn.Sigmoid())
+        self.decoder = decoder.requires_grad_(False)
+
+    def codes(self, z):
+        return self.code_generator(z)
+
+    def forward(self, z):
+        return self.decoder(self.code_generator(z))
+
+
 ARCHS = {"points": ("mlp",), "images": ("mlp", "dcgan")}
 
 

@@ -161,3 +161,26 @@ def test_tiny_end_to_end_mnist_run(classifier, tmp_path, capsys):
                    "digits_covered", "kl_digits", "mmd2"):
         assert metric in record["final"]
     assert (out / "plots/mnist_quick_gmn.png").exists() and (out / "plots/mnist_quick_samples.png").exists()
+
+
+def test_gmmn_ae_variant_trains_in_code_space_and_outputs_images(classifier, tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["run", "--datasets", "mnist", "--methods", "gmn", "--set", "gmn.code_space=autoencoder",
+                 "--steps", "3", "--eval-points", "1", "--batch-size", "64", "--no-progress", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    record = json.loads((out / "runs/mnist/quick/gmn/seed0/record.json").read_text())
+    settings = record["method_settings"]
+    assert settings["code_space"] == "autoencoder" and settings["root"] is True
+    assert max(settings["bandwidths"]) < 5  # from the codes' scale, not the pixel-space recipe
+    assert np.load(out / "runs/mnist/quick/gmn/seed0/samples.npz")["samples"].shape == (10000, 28, 28)
+    _, meta = mnist.autoencoder()
+    data = mnist.load()
+    test, mean_image = mnist.to_float(data["test_images"]), mnist.to_float(data["train_images"]).mean(0)
+    baseline = float((test - mean_image).square().mean())  # knowing nothing about the digit
+    assert meta["test_mse"] < 0.8 * baseline  # the codes carry the digit through the decoder
+
+
+def test_autoencoder_variant_on_a_dataset_without_one_exits_2(tmp_path, capsys):
+    assert main(["run", "--datasets", "ring8", "--methods", "gmn", "--set", "gmn.code_space=autoencoder",
+                 "--out", str(tmp_path / "res")]) == 2
+    assert "needs a dataset with an autoencoder" in capsys.readouterr().err
