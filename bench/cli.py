@@ -42,7 +42,6 @@ def _parse_settings(items: list[str], methods: list[str], datasets: list[str]) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from bench.harness import RunConfig  # noqa: F401 (documents where the defaults live)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
