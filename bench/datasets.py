@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from bench import metrics, mmd
+from bench import metrics, mmd, mnist
 from bench.registry import Registry
 
 DATASETS = Registry("dataset")
@@ -156,26 +156,21 @@ class MNIST(Dataset):
         return dict(bandwidths=tuple(math.sqrt(s) for s in (2, 5, 10, 20, 40, 80)), estimator="biased", root=True)
 
     def autoencoder(self):
-        from bench import mnist
         return mnist.autoencoder(self.data_dir)[0]
 
     def __init__(self, data_dir: str | None = None, digits_min_share: float = 0.01):
-        from bench import mnist
         self.data_dir = None if data_dir is None else str(data_dir)
         self.data = mnist.load(self.data_dir)
         self.train = torch.from_numpy(np.array(self.data["train_images"]))
         self.digits_min_share = float(digits_min_share)
 
     def sample(self, n, generator):
-        from bench import mnist
         return mnist.to_float(self.train[torch.randint(len(self.train), (n,), generator=generator)])
 
     def held_out(self, device="cpu"):
-        from bench import mnist
         return mnist.to_float(self.data["test_images"]).to(device)
 
     def reference(self, device="cpu"):
-        from bench import mnist
         model, meta = mnist.classifier(self.data_dir)
         test = self.held_out()
         features = mnist.features_and_probs(model, test)[0].float()  # k-NN and KID in float32, sums in float64
@@ -185,7 +180,6 @@ class MNIST(Dataset):
                 "bandwidths": self.eval_bandwidths(pixels)}
 
     def evaluate(self, samples, reference):
-        from bench import mnist
         samples = samples.detach().cpu().float()
         if not torch.isfinite(samples).all():
             return {}
@@ -203,12 +197,10 @@ class MNIST(Dataset):
         return out
 
     def to_storage(self, samples):
-        from bench import mnist
         return mnist.to_uint8(samples)
 
     def calibration_samples(self) -> dict[str, torch.Tensor]:
         """Reference rows: the best achievable (training images) and the worst (uniform noise)."""
-        from bench import mnist
         gen = torch.Generator().manual_seed(EVAL_SEED)
         train = self.train[torch.randperm(len(self.train), generator=gen)[:self.eval_size]]
         return {"train set": mnist.to_float(train), "uniform noise": torch.rand(self.eval_size, 1, 28, 28, generator=gen)}

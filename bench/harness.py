@@ -96,12 +96,13 @@ def train_and_evaluate(config: RunConfig, out: Path | None = None, progress: boo
     torch.manual_seed(cfg.seed)  # network initialisation
     data_stream = torch.Generator().manual_seed(cfg.seed)
     noise_stream = torch.Generator().manual_seed(cfg.seed + 1)
-    generator, discriminator = build_networks(dataset, cfg, with_discriminator=method.uses_discriminator)
     encoder = None
     if method.uses_autoencoder:  # GMMN+AE: train in the code space of a cached autoencoder
         autoencoder = dataset.autoencoder()
-        generator = DecodedGenerator(cfg.noise_dim, autoencoder.decoder, autoencoder.code_dim)
+        generator, discriminator = DecodedGenerator(cfg.noise_dim, autoencoder.decoder, autoencoder.code_dim), None
         encoder = autoencoder.encoder.requires_grad_(False).to(device)
+    else:
+        generator, discriminator = build_networks(dataset, cfg, with_discriminator=method.uses_discriminator)
     generator.to(device)
     betas = (0.5, 0.999)
     nets = Nets(generator=generator, g_opt=torch.optim.Adam(generator.parameters(), cfg.lr, betas=betas),
@@ -175,8 +176,7 @@ def train_and_evaluate(config: RunConfig, out: Path | None = None, progress: boo
     }
     if out is not None:
         folder = store.run_dir(out, cfg.dataset, cfg.profile, cfg.method, cfg.seed)
-        store.write_npz(folder / store.SAMPLES, samples=dataset.to_storage(samples.cpu()))
-        store.write_json(folder / store.RECORD, record)  # last: its presence marks the run complete
+        store.write_run(folder, dataset.to_storage(samples.cpu()), record)
         record["path"] = str(folder)
     return record
 
@@ -201,8 +201,7 @@ def evaluate_calibration(dataset_name: str, profile: str, out: Path, dataset_opt
                   "method_settings": {}, "timing": {"eval_seconds": time.perf_counter() - t0},
                   "final": metrics, "history": [], "environment": environment.describe(device),
                   "samples_file": store.SAMPLES}
-        folder = store.run_dir(out, dataset_name, profile, name.replace(" ", "-"), 0)
-        store.write_npz(folder / store.SAMPLES, samples=dataset.to_storage(samples))
-        store.write_json(folder / store.RECORD, record)
+        store.write_run(store.run_dir(out, dataset_name, profile, name.replace(" ", "-"), 0),
+                        dataset.to_storage(samples), record)
         records.append(record)
     return records

@@ -111,11 +111,16 @@ def _history_frame(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _lowest_seed_per_method(records: list[dict]) -> dict[str, dict]:
+    first = {}
+    for r in sorted(records, key=lambda r: r["config"]["seed"]):
+        first.setdefault(r["config"]["method"], r)
+    return first
+
+
 def plot_samples(records: list[dict], path: Path) -> None:
     """Generated samples (colour) over held-out data (grey): one panel per method."""
-    first = {}
-    for r in sorted(records, key=lambda r: r["config"]["seed"]):  # lowest seed per method
-        first.setdefault(r["config"]["method"], r)
+    first = _lowest_seed_per_method(records)
     methods = list(first)
     fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.4), squeeze=False)
     palette = dict(zip(methods, sns.color_palette("deep", len(methods))))
@@ -147,9 +152,7 @@ def plot_samples(records: list[dict], path: Path) -> None:
 def plot_image_grids(records: list[dict], folder: Path, stem: str) -> None:
     """A 10×10 grid of stored samples per method (PNG each), and all methods side by side."""
     from torchvision.utils import make_grid, save_image
-    first = {}
-    for r in sorted(records, key=lambda r: r["config"]["seed"]):
-        first.setdefault(r["config"]["method"], r)
+    first = _lowest_seed_per_method(records)
     fig, axes = plt.subplots(1, len(first), figsize=(3.3 * len(first), 3.6), squeeze=False)
     for ax, (m, r) in zip(axes[0], first.items()):
         images = torch.from_numpy(store.load_samples(r)[:100]).float().div(255).unsqueeze(1)

@@ -52,6 +52,12 @@ def write_npz(path: Path, **arrays) -> None:
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
+def write_run(folder: Path, samples, record: dict) -> None:
+    """A run's samples, then its record: the record's presence marks the run complete."""
+    write_npz(folder / SAMPLES, samples=samples)
+    write_json(folder / RECORD, record)
+
+
 def run_dir(out: Path, dataset: str, profile: str, method: str, seed: int) -> Path:
     return Path(out) / "runs" / dataset / profile / method / f"seed{seed}"
 

@@ -32,8 +32,8 @@ LOG4 = math.log(4.0)
 
 # ---------------------------------------------------------------------- closed-form pieces
 def gaussian_density(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    x = x.to(torch.float64)
-    return torch.exp(-((x - mean) ** 2) / (2 * std ** 2)) / (std * math.sqrt(2 * math.pi))
+    """N(mean, std²) at the points x (1-D): the closed form gauss1d already has."""
+    return DATASETS.create("gauss1d", mean=mean, std=std).density(x[:, None])
 
 
 def optimal_discriminator(p_data: torch.Tensor, p_g: torch.Tensor) -> torch.Tensor:
@@ -79,6 +79,11 @@ def _frozen_g_nets(generator, seed, lr=1e-3, width=128, depth=3, noise_dim=1):
     return Nets(generator=generator, g_opt=torch.optim.SGD(generator.parameters(), lr=0.0),
                 noise=noise_sampler("gaussian", noise_dim, torch.Generator().manual_seed(seed + 1), "cpu"),
                 discriminator=disc, d_opt=torch.optim.Adam(disc.parameters(), lr, betas=(0.5, 0.999)))
+
+
+def _mean_d_of_fakes(nets, n=4096) -> float:
+    with torch.no_grad():
+        return float(torch.sigmoid(nets.discriminator(nets.generator(nets.noise(n)))).mean())
 
 
 def _d_prob(disc, x):
@@ -176,9 +181,7 @@ def saturation_experiment(d_steps=600, every=50, train_steps=300, seed=0, data_m
     gan, stream, rows = METHODS.create("gan"), torch.Generator().manual_seed(seed), []
     for step in range(d_steps + 1):
         if step % every == 0:
-            with torch.no_grad():
-                d_fake = float(torch.sigmoid(nets.discriminator(generator(nets.noise(4096)))).mean())
-            rows.append({"D steps": step, "mean D(G(z))": d_fake,
+            rows.append({"D steps": step, "mean D(G(z))": _mean_d_of_fakes(nets),
                          "‖∇G‖ minimax (gan)": _generator_grad_norm("gan", nets),
                          "‖∇G‖ non-saturating (nsgan)": _generator_grad_norm("nsgan", nets)})
         gan.step(nets, lambda: data.sample(512, stream))
@@ -187,10 +190,8 @@ def saturation_experiment(d_steps=600, every=50, train_steps=300, seed=0, data_m
     training = {}
     for method in ("gan", "nsgan"):
         def observe(step, nets_, samples, method=method):
-            with torch.no_grad():
-                d_fake = float(torch.sigmoid(nets_.discriminator(nets_.generator(nets_.noise(4096)))).mean())
             training.setdefault(step, {"step": step}).update({
-                f"{method}: mean D(G(z))": d_fake, f"{method}: ‖∇G‖": _generator_grad_norm(method, nets_),
+                f"{method}: mean D(G(z))": _mean_d_of_fakes(nets_), f"{method}: ‖∇G‖": _generator_grad_norm(method, nets_),
                 f"{method}: mean G(z)": float(samples.mean())})
         train_and_evaluate(RunConfig(method=method, dataset="gauss1d", seed=seed, steps=train_steps,
                                      eval_points=max(1, train_steps // 25), device="cpu", noise_dim=1,
