@@ -2,43 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
-import time
 from pathlib import Path
 
 from bench.registry import BenchError
 
 DEFAULT_DATASETS = "ring8,grid25"
-
-
-def _parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise BenchError(f"--seeds takes comma-separated non-negative integers, e.g. 0,1,2; got {text!r}") from None
-    if not seeds or min(seeds) < 0:
-        raise BenchError(f"--seeds takes comma-separated non-negative integers, e.g. 0,1,2; got {text!r}")
-    return list(dict.fromkeys(seeds))
-
-
-def _parse_settings(items: list[str], methods: list[str], datasets: list[str]) -> dict[str, dict]:
-    """``--set gmn.kernel=energy --set ring8.std=0.02`` -> {"gmn": {"kernel": "energy"}, ...}."""
-    settings: dict[str, dict] = {}
-    for item in items:
-        target, _, rest = item.partition(".")
-        key, eq, value = rest.partition("=")
-        if not (target and key and eq):
-            raise BenchError(f"--set takes NAME.OPTION=VALUE (NAME a chosen method or dataset); got {item!r}")
-        if target not in methods + datasets:
-            raise BenchError(f"--set {item!r}: {target!r} is not among the chosen methods or datasets "
-                             f"({', '.join(methods + datasets)})")
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = value  # a bare word such as energy
-        settings.setdefault(target, {})[key] = parsed
-    return settings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,24 +16,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list the registered methods and datasets")
 
-    run = sub.add_parser("run", help="train methods on datasets, then write tables and plots")
+    run = sub.add_parser("run", help="train methods on datasets (a study), then write tables and plots",
+                         description="Plans every run (methods × datasets × sweeps × seeds), skips those already "
+                                     "finished under --out, runs the rest, and rebuilds the report.")
+    run.add_argument("--study", type=Path, default=None,
+                     help="a TOML study file holding any of these settings (flags given here override it)")
     run.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
-    run.add_argument("--datasets", default=DEFAULT_DATASETS, help=f"comma-separated (default: {DEFAULT_DATASETS})")
-    run.add_argument("--seeds", default="0", help="comma-separated non-negative integers (default: 0)")
-    run.add_argument("--steps", type=int, default=None, help="generator updates per run (default: the dataset's)")
-    run.add_argument("--batch-size", type=int, default=None)
-    run.add_argument("--lr", type=float, default=None)
-    run.add_argument("--profile", default="quick",
-                     help="budget preset of each dataset: quick (CPU minutes) or paper (original scale, GPU)")
+    run.add_argument("--datasets", default=None, help=f"comma-separated (default: {DEFAULT_DATASETS})")
+    run.add_argument("--seeds", default=None, help="seeds and ranges, e.g. 0-9 or 0,1,2 (default: 0)")
+    run.add_argument("--steps", default=None, help="generator updates per run (default: the profile's)")
+    run.add_argument("--budget-seconds", default=None,
+                     help="instead of --steps: seconds of training wall-clock per run (evaluations evenly in time)")
+    run.add_argument("--batch-size", default=None)
+    run.add_argument("--lr", default=None)
+    run.add_argument("--profile", default=None,
+                     help="budget preset of each dataset: quick (CPU minutes, default) or paper (original scale, GPU)")
     run.add_argument("--arch", default=None, help="generator/discriminator: mlp (default) or dcgan (images)")
-    run.add_argument("--noise", default=None, choices=["gaussian", "uniform"], help="default: the dataset's")
-    run.add_argument("--eval-points", type=int, default=None, help="evaluations during training")
+    run.add_argument("--noise", default=None, help="gaussian or uniform (default: the profile's)")
+    run.add_argument("--eval-points", default=None, help="evaluations during training")
     run.add_argument("--data-dir", default=None,
                      help="folder with the four MNIST files (default: $BENCH_MNIST_DIR, ../shared/data/mnist, ...)")
-    run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    run.add_argument("--out", type=Path, default=Path("results"), help="output folder (default: results/)")
+    run.add_argument("--device", default=None, help="auto (default), cpu or cuda")
+    run.add_argument("--out", type=Path, default=None, help="output folder (default: results/)")
     run.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME.OPTION=VALUE",
                      help="an option of a method or dataset, e.g. gmn.kernel=energy, gan.d_steps=2")
+    run.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2,...",
+                     help="several values of a run setting or option; several --sweep make a cartesian product, "
+                          "e.g. --sweep gan.d_steps=1,2,5 --sweep lr=1e-4,2e-4")
+    run.add_argument("--jobs", default=None, help="runs at once, each in its own process (default: 1)")
+    run.add_argument("--threads", default=None, help="torch threads per run (default: cores / jobs)")
+    run.add_argument("--executor", default=None, help="auto (default: local processes), local or ray")
+    run.add_argument("--address", default=None, help="with --executor ray: the cluster (default: a new local Ray)")
+    run.add_argument("--force", action="store_true", help="rerun runs that have already finished")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
     report = sub.add_parser("report", help="rebuild tables and plots from stored records, without training")
@@ -95,43 +78,60 @@ def cmd_list(args) -> None:
             print(f"  {name:<8} {text}")
 
 
+def _int_flag(text, flag):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise BenchError(f"{flag} takes a positive integer; got {text!r}") from None
+
+
+def study_arguments(args) -> dict:
+    """The run command's flags (over the study file's settings, if any) -> keyword arguments of
+    :func:`bench.study.plan`."""
+    from bench import studies as study
+    kwargs = study.read_study(args.study) if args.study else {}
+    for flag, key in (("methods", "methods"), ("datasets", "datasets"), ("seeds", "seeds"), ("profile", "profile"),
+                      ("out", "out"), ("executor", "executor"), ("address", "address"), ("device", "device")):
+        if getattr(args, flag) is not None:
+            kwargs[key] = getattr(args, flag)
+    for flag in ("jobs", "threads"):
+        if getattr(args, flag) is not None:
+            kwargs[flag] = _int_flag(getattr(args, flag), f"--{flag}")
+    for key in study.SETTING_TYPES:
+        value = getattr(args, key, None)
+        if value is not None:
+            kwargs[key] = value
+    kwargs.setdefault("datasets", DEFAULT_DATASETS)
+    options = kwargs.setdefault("options", {})
+    for item in args.settings:
+        key, value = study.parse_assignment(item, "--set")
+        target, dot, option = key.partition(".")
+        if not (dot and target and option):
+            raise BenchError(f"--set takes NAME.OPTION=VALUE (NAME a chosen method or dataset); got {item!r}")
+        options.setdefault(target, {})[option] = study.parse_option(value)
+    if args.data_dir is not None:
+        datasets = kwargs["datasets"].split(",") if isinstance(kwargs["datasets"], str) else kwargs["datasets"]
+        for d in datasets:
+            if d.strip() == "mnist":
+                options.setdefault("mnist", {})["data_dir"] = args.data_dir
+    sweep = kwargs.setdefault("sweep", {})
+    for item in args.sweep:
+        key, value = study.parse_assignment(item, "--sweep")
+        values = study.split_values(value)
+        if any(not v for v in values):
+            raise BenchError(f"--sweep {item!r}: an empty value; write KEY=V1,V2,...")
+        sweep[key] = [study.parse_option(v) if "." in key else v for v in values]
+    return kwargs
+
+
 def cmd_run(args) -> None:
-    from bench import report
-    from bench.datasets import DATASETS
-    from bench.harness import RunConfig, evaluate_calibration, train_and_evaluate
-    from methods import METHODS
-
+    from bench import report, studies as study
     # Everything is validated before anything is trained or written.
-    methods = METHODS.parse(args.methods or ",".join(METHODS.names()))
-    datasets = DATASETS.parse(args.datasets)
-    seeds = _parse_seeds(args.seeds)
-    settings = _parse_settings(args.settings, methods, datasets)
-    if args.data_dir is not None and "mnist" in datasets:
-        settings.setdefault("mnist", {})["data_dir"] = args.data_dir
-    configs = []
-    for d in datasets:
-        DATASETS.create(d, **settings.get(d, {}))
-        for m in methods:
-            METHODS.create(m, **settings.get(m, {}))
-            for s in seeds:
-                configs.append(RunConfig(method=m, dataset=d, seed=s, profile=args.profile, steps=args.steps,
-                                         batch_size=args.batch_size, lr=args.lr, noise=args.noise,
-                                         arch=args.arch, eval_points=args.eval_points,
-                                         device=args.device, method_options=settings.get(m, {}),
-                                         dataset_options=settings.get(d, {})).resolved())
-    if args.out.exists() and not args.out.is_dir():
-        raise BenchError(f"--out {args.out} exists and is not a folder")
-
-    start = time.perf_counter()
-    for cfg in configs:
-        record = train_and_evaluate(cfg, args.out, progress=not args.no_progress)
-        if record["status"] != "ok":
-            print(f"warning: {cfg.method} on {cfg.dataset} (seed {cfg.seed}) diverged at step "
-                  f"{record['diverged_at_step']}; recorded as diverged", file=sys.stderr)
-    for d in datasets:  # reference rows (e.g. MNIST's training set and uniform noise)
-        evaluate_calibration(d, args.profile, args.out, settings.get(d, {}), args.device)
-    report.build(args.out)
-    print(f"total wall-clock: {time.perf_counter() - start:.1f} s for {len(configs)} runs")
+    plan = study.plan(**study_arguments(args))
+    outcome = study.execute(plan, force=args.force, progress=not args.no_progress)
+    report.build(plan.out)
+    print(f"total wall-clock: {outcome.seconds:.1f} s; {outcome.ran} runs ran ({outcome.diverged} diverged, "
+          f"{outcome.failed} failed), {outcome.skipped} already finished, {outcome.busy} left to another process")
 
 
 def cmd_report(args) -> None:

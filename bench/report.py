@@ -1,6 +1,7 @@
 """Tables and plots, always rebuilt from the stored records (``python -m bench report``)."""
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 
@@ -13,53 +14,100 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 
-from bench import store  # noqa: E402
+import itertools  # noqa: E402
+import math  # noqa: E402
+
+from bench import spec as spec_lib  # noqa: E402
+from bench import stats, store  # noqa: E402
 from bench.datasets import DATASETS  # noqa: E402
 from bench.registry import BenchError  # noqa: E402
 
-# Final metrics in display order, with their column titles; a dataset shows those it has.
+# Final metrics in display order: column title, which direction is better, and whether the
+# comparison table tests it (the main metrics; timings and secondary columns are shown only).
 METRICS = {
-    "fid": "FD",
-    "kid": "KID",
-    "precision": "precision",
-    "recall": "recall",
-    "density": "density",
-    "coverage": "coverage",
-    "classifier_score": "CS",
-    "digits_covered": "digits",
-    "kl_digits": "KL digits",
-    "modes_covered": "modes",
-    "high_quality_pct": "HQ %",
-    "kl_modes": "KL modes",
-    "mmd2": "MMD²",
-    "energy": "energy",
-    "train_seconds": "train s",
-    "steps_per_second": "steps/s",
+    "fid": ("FD", "lower", True),
+    "kid": ("KID", "lower", False),
+    "precision": ("precision", "higher", False),
+    "recall": ("recall", "higher", True),
+    "density": ("density", "higher", False),
+    "coverage": ("coverage", "higher", True),
+    "classifier_score": ("CS", "higher", False),
+    "digits_covered": ("digits", "higher", False),
+    "kl_digits": ("KL digits", "lower", True),
+    "modes_covered": ("modes", "higher", True),
+    "high_quality_pct": ("HQ %", "higher", True),
+    "kl_modes": ("KL modes", "lower", True),
+    "mmd2": ("MMD²", "lower", True),
+    "energy": ("energy", "lower", False),
+    "train_seconds": ("train s", "lower", False),
+    "steps_per_second": ("steps/s", "higher", False),
 }
-LOWER_IS_BETTER = {"fid", "kid", "kl_digits", "kl_modes", "mmd2", "energy", "train_seconds"}
+TITLES = {k: v[0] for k, v in METRICS.items()}
+CI_NOTE = ("Cells: mean ± half-width of the 95 % Student-t confidence interval over finished seeds "
+           "(diverged and failed runs are counted, not averaged).")
 
 
-def label(record: dict) -> str:
+def _title(key: str) -> str:
+    return METRICS[key][0] + (" ↓" if METRICS[key][1] == "lower" else " ↑")
+
+
+def dataset_label(record: dict) -> str:
     """What a table or figure is about: a dataset under one budget profile."""
-    c = record["config"]
-    return f"{c['dataset']} · {c.get('profile', 'quick')}"
+    s = record["spec"]
+    return f"{s['dataset']} · {s.get('profile', 'quick')}"
 
 
 def _order(record: dict) -> tuple:
-    """Datasets and methods in registry order (unknown names last), then seed."""
+    """Datasets and methods in registry order (unknown names last), then variant and seed."""
     from methods import METHODS
-    c = record["config"]
+    s = record["spec"]
     rank = lambda names, n: names.index(n) if n in names else len(names)
-    return rank(DATASETS.names(), c["dataset"]), rank(METHODS.names(), c["method"]), c["method"], c["seed"]
+    return (rank(DATASETS.names(), s["dataset"]), record["status"] != "reference",
+            rank(METHODS.names(), s["method"]), record["variant"], s["seed"])
+
+
+def _names(records: list[dict]) -> tuple[dict, dict]:
+    """Row names per variant and a heading note per dataset table: run settings that differ from
+    the profile's and vary between the table's variants join the name (gan[lr=0.0002]); those
+    all variants share go into the heading (steps=500)."""
+    names, notes = {}, {}
+    by_table: dict[str, dict] = {}
+    for r in records:
+        by_table.setdefault(dataset_label(r), {})[r["variant_id"]] = r
+    for table, variants in by_table.items():
+        overrides = {vid: dict(r["spec"].get("run_overrides") or {}) for vid, r in variants.items()
+                     if r["status"] != "reference"}
+        keys = sorted({k for o in overrides.values() for k in o})
+        varying = [k for k in keys if len({repr(o.get(k)) for o in overrides.values()}) > 1]
+        common = {k: v for k, v in next(iter(overrides.values()), {}).items() if k not in varying}
+        notes[table] = spec_lib.describe_overrides(common)
+        for vid, r in variants.items():
+            name = r["variant"]
+            extra = {k: overrides.get(vid, {}).get(k, _setting(r["spec"], k)) for k in varying}
+            if extra and not r["spec"].get("label"):
+                inner = name[len(r["spec"]["method"]) + 1:-1] if name.endswith("]") else ""
+                both = ",".join(p for p in (inner, spec_lib.describe_overrides(extra)) if p)
+                name = f"{r['spec']['method']}[{both}]"
+            names[vid] = name
+    return names, notes
+
+
+def _setting(spec: dict, key: str):
+    """A run setting ('lr') or dataset option ('ring8.std') of a stored spec."""
+    target, dot, option = key.partition(".")
+    return (spec.get("dataset_options") or {}).get(option) if dot else spec.get(key)
 
 
 def runs_table(records: list[dict]) -> pd.DataFrame:
-    """One row per run: its configuration, status and final metrics."""
+    """One row per run: its variant, seed, status and final metrics."""
+    names, _ = _names(records)
     rows = []
     for r in records:
-        c = r["config"]
-        row = {"dataset": label(r), "method": c["method"], "seed": c["seed"], "status": r["status"],
-               "steps": r["steps_done"], "budget": c["steps"], "device": r["environment"]["device"]}
+        s = r["spec"]
+        row = {"dataset": dataset_label(r), "variant": names[r["variant_id"]], "method": s["method"],
+               "variant_id": r["variant_id"], "run_id": r["run_id"], "seed": s["seed"], "status": r["status"],
+               "steps": r.get("steps_done"), "budget": s.get("steps"), "budget_seconds": s.get("budget_seconds"),
+               "device": r["environment"].get("device")}
         row.update({k: r["final"].get(k) for k in METRICS})
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -67,14 +115,48 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
 
 
 def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per (dataset, method); ``n_diverged`` counts failed runs."""
+    """Per (dataset, variant): finished seeds, diverged and failed runs, and for each metric the
+    mean, std and 95 % interval over the finished seeds only."""
     metrics = [k for k in METRICS if runs[k].notna().any()]
-    groups = runs.groupby(["dataset", "method"], sort=False)
-    out = groups.agg(seeds=("seed", "count"), n_diverged=("status", lambda s: int((s == "diverged").sum())))
-    means, stds = groups[metrics].mean(), groups[metrics].std()
-    for k in metrics:
-        out[k], out[k + "_std"] = means[k], stds[k]
-    return out.reset_index()
+    rows = []
+    for (dataset, variant), g in runs.groupby(["dataset", "variant"], sort=False):
+        ok = g[g["status"].isin(["ok", "reference"])]
+        row = {"dataset": dataset, "variant": variant, "method": g["method"].iloc[0], "seeds": len(ok),
+               "n_diverged": int((g["status"] == "diverged").sum()), "n_failed": int((g["status"] == "error").sum()),
+               "reference": bool((g["status"] == "reference").all())}
+        for k in metrics:
+            mean, lo, hi = stats.mean_ci(ok[k].tolist())
+            row.update({k: mean, f"{k}_std": float(ok[k].std()) if ok[k].notna().sum() > 1 else math.nan,
+                        f"{k}_lo": lo, f"{k}_hi": hi})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Every pair of variants of a dataset on every main metric: effect, test, Holm-corrected p
+    (over the dataset's whole table) and a verdict in words. Diverged and failed runs excluded."""
+    rows = []
+    seeds_run = runs.groupby(["dataset", "variant"])["seed"].agg(frozenset)
+    finished = runs[runs["status"] == "ok"]
+    for dataset, g in finished.groupby("dataset", sort=False):
+        variants = list(dict.fromkeys(g["variant"]))
+        metrics = [k for k in METRICS if METRICS[k][2] and k in g and g[k].notna().any()]
+        found = []
+        for a, b in itertools.combinations(variants, 2):
+            for k in metrics:
+                va = dict(zip(g[g["variant"] == a]["seed"], g[g["variant"] == a][k]))
+                vb = dict(zip(g[g["variant"] == b]["seed"], g[g["variant"] == b][k]))
+                c = stats.compare(va, vb, METRICS[k][1], paired=seeds_run[dataset, a] == seeds_run[dataset, b])
+                if c is not None:
+                    found.append((a, b, k, c))
+        adjusted = stats.holm([c.p for *_, c in found])
+        for (a, b, k, c), p_adj in zip(found, adjusted):
+            rows.append({"dataset": dataset, "a": a, "b": b, "metric": k, "better": METRICS[k][1], "test": c.test,
+                         "n_a": c.n_a, "n_b": c.n_b, "diff": c.diff, "diff_lo": c.diff_lo, "diff_hi": c.diff_hi,
+                         "p_a_beats_b": c.a_better, "p": c.p, "p_holm": p_adj, "p_min": c.p_min,
+                         "significant": p_adj <= stats.ALPHA,
+                         "verdict": stats.verdict(a, b, METRICS[k][0], c, p_adj, len(found))})
+    return pd.DataFrame(rows)
 
 
 def _save(fig, path: Path, dpi: int) -> None:
@@ -85,145 +167,269 @@ def _save(fig, path: Path, dpi: int) -> None:
     store.atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
-def _fmt(mean, std) -> str:
+def _fmt(mean, lo, hi) -> str:
     if pd.isna(mean):
         return "–"
     text = f"{mean:.0f}" if abs(mean) >= 100 else f"{mean:.3g}"
-    return text + (f" ± {std:.2g}" if pd.notna(std) and std > 0 else "")
+    return text + (f" ± {(hi - lo) / 2:.2g}" if pd.notna(lo) and hi > lo else "")
 
 
-def display_tables(summary: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per dataset, a table of formatted cells (mean ± std over seeds) with readable titles."""
+def display_tables(summary: pd.DataFrame, notes: dict | None = None) -> dict[str, pd.DataFrame]:
+    """Per dataset, formatted cells (mean ± 95 % CI half-width over seeds) under readable titles."""
     tables = {}
     for dataset, rows in summary.groupby("dataset", sort=False):
         metrics = [k for k in METRICS if k in rows and rows[k].notna().any()]
-        table = pd.DataFrame({"method": rows["method"], "seeds": rows["seeds"],
-                              "diverged": rows["n_diverged"]})
+        table = pd.DataFrame({"method": rows["variant"], "seeds": rows["seeds"], "diverged": rows["n_diverged"],
+                              "failed": rows["n_failed"]})
         for k in metrics:
-            table[METRICS[k]] = [_fmt(m, s) for m, s in zip(rows[k], rows[k + "_std"])]
-        tables[dataset] = table.reset_index(drop=True)
+            table[METRICS[k][0]] = [_fmt(m, lo, hi) for m, lo, hi in zip(rows[k], rows[k + "_lo"], rows[k + "_hi"])]
+        heading = dataset + (f" ({notes[dataset]})" if notes and notes.get(dataset) else "")
+        tables[heading] = table.reset_index(drop=True)
     return tables
 
 
-def _history_frame(records: list[dict]) -> pd.DataFrame:
-    rows = [{"dataset": label(r), "method": r["config"]["method"], "seed": r["config"]["seed"], **h}
-            for r in records for h in r["history"]]
+def _history_frame(records: list[dict], names: dict) -> pd.DataFrame:
+    rows = [{"dataset": dataset_label(r), "variant": names[r["variant_id"]], "seed": r["spec"]["seed"], **h}
+            for r in records if r["status"] == "ok" for h in r["history"]]
     return pd.DataFrame(rows)
 
 
-def _lowest_seed_per_method(records: list[dict]) -> dict[str, dict]:
+def _lowest_seed_per_variant(records: list[dict], names: dict) -> dict[str, dict]:
     first = {}
-    for r in sorted(records, key=lambda r: r["config"]["seed"]):
-        first.setdefault(r["config"]["method"], r)
+    for r in sorted(records, key=lambda r: r["spec"]["seed"]):
+        if r.get("samples_file"):
+            first.setdefault(names[r["variant_id"]], r)
     return first
 
 
-def plot_samples(records: list[dict], path: Path) -> None:
-    """Generated samples (colour) over held-out data (grey): one panel per method."""
-    first = _lowest_seed_per_method(records)
-    methods = list(first)
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.4), squeeze=False)
-    palette = dict(zip(methods, sns.color_palette("deep", len(methods))))
+def plot_samples(records: list[dict], names: dict, path: Path) -> None:
+    """Generated samples (colour) over held-out data (grey): one panel per variant."""
+    first = _lowest_seed_per_variant(records, names)
+    if not first:
+        return
+    variants = list(first)
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants), 3.4), squeeze=False)
+    palette = dict(zip(variants, sns.color_palette("deep", len(variants))))
     some = next(iter(first.values()))
-    dataset = DATASETS.create(some["config"]["dataset"], **some["config"].get("dataset_options", {}))
+    dataset = DATASETS.create(some["spec"]["dataset"], **(some["spec"].get("dataset_options") or {}))
     data = dataset.held_out().numpy()
     lim = np.abs(data).max() * 1.3
-    for ax, (m, r) in zip(axes[0], first.items()):
+    for ax, (v, r) in zip(axes[0], first.items()):
         xy = store.load_samples(r)
+        if xy.ndim != 2 or xy.shape[1] != dataset.dim:
+            raise BenchError(f"samples file of {r['path']} holds shape {xy.shape}, not (n, {dataset.dim}) "
+                             f"points of {r['spec']['dataset']}; run that configuration again")
+        xy = xy[np.isfinite(xy).all(1)]
         if dataset.dim == 1:  # histogram of samples over the true density
             grid = np.linspace(-lim, lim, 400)
             ax.plot(grid, dataset.density(torch.from_numpy(grid)[:, None]).numpy(), c="0.4")
-            ax.hist(xy[:, 0], bins=80, range=(-lim, lim), density=True, color=palette[m], alpha=0.6)
+            ax.hist(xy[:, 0], bins=80, range=(-lim, lim), density=True, color=palette[v], alpha=0.6)
         else:
             ax.scatter(data[:, 0], data[:, 1], s=2, c="0.75", linewidths=0)
-            ax.scatter(xy[:, 0], xy[:, 1], s=2, color=palette[m], linewidths=0, alpha=0.6)
+            ax.scatter(xy[:, 0], xy[:, 1], s=2, color=palette[v], linewidths=0, alpha=0.6)
             ax.set_ylim(-lim, lim)
             ax.set_aspect("equal")
             ax.set_yticks([])
         f = r["final"]
-        ax.set_title(f"{m} on {label(r)}\nmodes {f.get('modes_covered')}, HQ {f.get('high_quality_pct') or 0:.0f}%"
-                     + ("  DIVERGED" if r["status"] == "diverged" else ""), fontsize=9)
+        ax.set_title(f"{v} on {dataset_label(r)}, seed {r['spec']['seed']}\nmodes {f.get('modes_covered')}, "
+                     f"HQ {f.get('high_quality_pct') or 0:.0f}%" + ("  DIVERGED" if r["status"] == "diverged" else ""),
+                     fontsize=8)
         ax.set_xlim(-lim, lim)
         ax.set_xticks([])
     fig.tight_layout()
     _save(fig, path, 110)
 
 
-def plot_image_grids(records: list[dict], folder: Path, stem: str) -> None:
-    """A 10×10 grid of stored samples per method (PNG each), and all methods side by side."""
+def plot_image_grids(records: list[dict], names: dict, folder: Path, stem: str) -> None:
+    """A 10×10 grid of stored samples per variant (PNG each), and all variants side by side."""
     from torchvision.utils import make_grid, save_image
-    first = _lowest_seed_per_method(records)
+    first = _lowest_seed_per_variant(records, names)
+    if not first:
+        return
     fig, axes = plt.subplots(1, len(first), figsize=(3.3 * len(first), 3.6), squeeze=False)
-    for ax, (m, r) in zip(axes[0], first.items()):
-        images = torch.from_numpy(store.load_samples(r)[:100]).float().div(255).unsqueeze(1)
+    for ax, (v, r) in zip(axes[0], first.items()):
+        stored = store.load_samples(r)
+        if stored.ndim != 3 or stored.shape[1:] != (28, 28):
+            raise BenchError(f"samples file of {r['path']} holds shape {stored.shape}, not (n, 28, 28) images; "
+                             f"run that configuration again")
+        images = torch.from_numpy(stored[:100]).float().div(255).unsqueeze(1)
         grid = make_grid(images, nrow=10, padding=1, pad_value=0.5)
-        store.atomic_write(folder / f"{stem}_{m.replace(' ', '-')}.png", lambda f: save_image(grid, f, format="png"))
+        safe = "".join(c if c.isalnum() or c in "-_=." else "-" for c in v)
+        store.atomic_write(folder / f"{stem}_{safe}.png", lambda f: save_image(grid, f, format="png"))
         ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
-        f = r["final"]
-        fd = f.get("fid")
-        ax.set_title(f"{m}\nFD {fd:.1f}, digits {f.get('digits_covered')}" if fd is not None else m, fontsize=9)
+        fd = r["final"].get("fid")
+        ax.set_title(f"{v}\nFD {fd:.1f}, digits {r['final'].get('digits_covered')}" if fd is not None else v,
+                     fontsize=9)
         ax.axis("off")
     fig.tight_layout()
     _save(fig, folder / f"{stem}_samples.png", 110)
 
 
 def plot_final_metrics(runs: pd.DataFrame, path: Path) -> None:
-    metrics = [k for k in METRICS if runs[k].notna().any()]
-    long = runs.melt(id_vars=["dataset", "method", "seed"], value_vars=metrics, var_name="metric")
-    long["metric"] = long["metric"].map(lambda k: METRICS[k] + (" ↓" if k in LOWER_IS_BETTER else " ↑"))
-    grid = sns.catplot(long, kind="bar", x="method", y="value", hue="method", col="metric", col_wrap=7,
-                       sharey=False, height=2.4, aspect=0.9, errorbar="sd", legend=False)
+    """Per metric: every finished seed as a point over a box of its variant's seeds."""
+    ok = runs[runs["status"].isin(["ok", "reference"])]
+    metrics = [k for k in METRICS if ok[k].notna().any()]
+    long = ok.melt(id_vars=["dataset", "variant", "seed"], value_vars=metrics, var_name="metric").dropna()
+    long["metric"] = long["metric"].map(_title)
+    grid = sns.catplot(long, kind="box", x="variant", y="value", hue="variant", col="metric", col_wrap=6,
+                       sharey=False, height=2.5, aspect=1.0, legend=False, showfliers=False,
+                       boxprops={"alpha": 0.35})
+    grid.map_dataframe(sns.stripplot, x="variant", y="value", color="black", size=3, jitter=0.15)
     grid.set_titles("{col_name}")
-    grid.figure.suptitle(runs["dataset"].iloc[0], y=1.0)
+    grid.figure.suptitle(f"{runs['dataset'].iloc[0]}: final metrics, one point per seed", y=1.0)
     for ax in grid.axes.flat:
         ax.tick_params(axis="x", labelbottom=True, rotation=30)
+        ax.set_xlabel("")
     grid.tight_layout()
     _save(grid.figure, path, 100)
 
 
-def plot_mmd_vs_time(records: list[dict], path: Path) -> None:
-    """Evaluation MMD² against training wall-clock seconds (symlog: unbiased MMD² can be < 0)."""
-    hist = _history_frame(records)
-    if hist.empty or "mmd2" not in hist:
+def plot_metric_vs_time(hist: pd.DataFrame, path: Path, metric: str = "mmd2") -> None:
+    """A metric against training wall-clock: mean over seeds at each evaluation, with a 95 % band
+    (symlog: unbiased MMD² can be < 0)."""
+    if hist.empty or metric not in hist or hist[metric].isna().all():
         return
-    grid = sns.relplot(hist, kind="line", x="train_seconds", y="mmd2", hue="method", col="dataset",
-                       units="seed", estimator=None, marker="o", facet_kws={"sharex": False, "sharey": False},
-                       height=3.2)
-    for ax in grid.axes.flat:
+    tables = list(dict.fromkeys(hist["dataset"]))
+    fig, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 3.6), squeeze=False)
+    for ax, table in zip(axes[0], tables):
+        h = hist[hist["dataset"] == table]
+        for variant, g in h.groupby("variant", sort=False):
+            # evaluations by index: seeds of a step budget evaluate at the same steps
+            g = g.assign(point=g.groupby("seed").cumcount())
+            rows = [(p["train_seconds"].mean(), *stats.mean_ci(p[metric].tolist())) for _, p in g.groupby("point")]
+            t, m, lo, hi = map(np.array, zip(*rows))
+            line, = ax.plot(t, m, marker="o", ms=3, label=variant)
+            if np.isfinite(lo).any():
+                ax.fill_between(t, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
         ax.set_yscale("symlog", linthresh=1e-4)
-        ax.set_ylim(bottom=min(0.0, float(hist["mmd2"].min())))
-    grid.set_axis_labels("training wall-clock (s)", "MMD² to held-out data")
-    _save(grid.figure, path, 100)
+        ax.set_title(table, fontsize=9)
+        ax.set_xlabel("training wall-clock (s)")
+        ax.set_ylabel(f"{METRICS[metric][0]} (mean, 95 % CI over seeds)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path, 100)
 
 
-def build(out: Path, print_fn=print) -> dict[str, pd.DataFrame]:
-    """Write runs.csv, summary.csv, summary.md and plots/ under ``out``; print the tables."""
+def plot_sweeps(records: list[dict], path: Path) -> None:
+    """For each numeric setting or option that varies between variants of a method: each main
+    metric against its value, one line per method and value of the other varying settings
+    (mean and 95 % CI over seeds)."""
+    def value(spec, key):
+        return (spec.get("method_options") or {}).get(key, _setting(spec, key))
+
+    ok = [r for r in records if r["status"] == "ok"]
+    keys: dict[tuple, set] = {}
+    for r in ok:
+        overrides = {**dict(r["spec"].get("method_overrides") or {}), **dict(r["spec"].get("run_overrides") or {})}
+        keys.setdefault((dataset_label(r), r["spec"]["method"]), set()).update(overrides)
+    rows = []
+    for r in ok:
+        table, method = dataset_label(r), r["spec"]["method"]
+        varying = sorted(keys[table, method])
+        for key in varying:
+            x = value(r["spec"], key)
+            if isinstance(x, (int, float)) and not isinstance(x, bool):
+                rest = ",".join(f"{k}={spec_lib.describe_overrides({k: value(r['spec'], k)})[len(k) + 1:]}"
+                                for k in varying if k != key)
+                rows.append({"dataset": table, "key": key, "line": f"{method}[{rest}]" if rest else method,
+                             "value": float(x), **{k: r["final"].get(k) for k in METRICS if METRICS[k][2]}})
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return
+    df = df.groupby(["dataset", "key", "line"]).filter(lambda g: g["value"].nunique() > 1)
+    if df.empty:
+        return
+    metrics = [k for k in METRICS if METRICS[k][2] and k in df and df[k].notna().any()]
+    panels = list(dict.fromkeys(zip(df["dataset"], df["key"])))
+    fig, axes = plt.subplots(len(panels), len(metrics), figsize=(3 * len(metrics), 2.8 * len(panels)), squeeze=False)
+    for row, (table, key) in enumerate(panels):
+        d = df[(df["dataset"] == table) & (df["key"] == key)]
+        for col, k in enumerate(metrics):
+            ax = axes[row][col]
+            for line, g in d.groupby("line"):
+                pts = [(v, *stats.mean_ci(p[k].tolist())) for v, p in g.groupby("value")]
+                x, m, lo, hi = map(np.array, zip(*pts))
+                drawn, = ax.plot(x, m, marker="o", label=line)
+                ax.fill_between(x, lo, hi, color=drawn.get_color(), alpha=0.2, linewidth=0)
+            ax.set_xscale("log" if (d["value"] > 0).all() and d["value"].max() / d["value"].min() > 20 else "linear")
+            ax.set_xlabel(key)
+            ax.set_title(f"{_title(k)} · {table}", fontsize=8)
+        axes[row][0].legend(fontsize=6)
+    fig.tight_layout()
+    _save(fig, path, 100)
+
+
+@dataclasses.dataclass
+class Report:
+    runs: pd.DataFrame
+    summary: pd.DataFrame
+    comparison: pd.DataFrame
+    tables: dict
+    figures: list
+
+
+def comparison_markdown(comparison: pd.DataFrame) -> list[str]:
+    md = []
+    for dataset, g in comparison.groupby("dataset", sort=False):
+        md += [f"## {dataset}: which variant is better", "",
+               f"{len(g)} tests ({g['test'].iloc[0].split(',')[0]} where seeds pair up, Mann-Whitney U otherwise), "
+               f"Holm-Bonferroni corrected over the table; significant at 5 %: {int(g['significant'].sum())}.", ""]
+        md += [f"- {v}" for v in g["verdict"]] + [""]
+    return md
+
+
+def build(out: Path, print_fn=print) -> Report:
+    """Write runs.csv, summary.{csv,md}, comparison.{csv,md} and plots/ under ``out``; print the tables.
+    Every record is read and checked before anything is written."""
     out = Path(out)
     records = sorted(store.load_records(out), key=_order)
     if not records:
         raise BenchError(f"no finished runs under {out}/runs; train some with `python -m bench run`")
+    for r in records:  # samples are checked before any file is replaced
+        if r.get("samples_file") and r["status"] in ("ok", "reference"):
+            samples = store.load_samples(r)
+            if samples.size == 0 or not np.isfinite(samples.astype(float)).any():
+                raise BenchError(f"samples file of {r['path']} is empty or all NaN; run that configuration again")
+    names, notes = _names(records)
     runs = runs_table(records)
     summary = summary_table(runs)
-    tables = display_tables(summary)
+    comparison = comparison_table(runs)
+    tables = display_tables(summary, notes)
     md = []
-    for dataset, table in tables.items():
-        md += [f"## {dataset}", "", table.to_markdown(index=False), ""]
-    md_text = "\n".join(md)
+    for heading, table in tables.items():
+        md += [f"## {heading}", "", table.to_markdown(index=False), ""]
+    md += [CI_NOTE, ""]
+    comparison_md = "\n".join(comparison_markdown(comparison)) if len(comparison) else \
+        "No comparisons: every variant needs at least 2 finished seeds.\n"
+    plots = out / "plots"
+    figures = []
+    for name in dict.fromkeys(dataset_label(r) for r in records):
+        mine = [r for r in records if dataset_label(r) == name]
+        stem = name.replace(" · ", "_")
+        if DATASETS.get(mine[0]["spec"]["dataset"]).kind == "images":
+            plot_image_grids(mine, names, plots, stem)
+            figures.append(plots / f"{stem}_samples.png")
+        else:
+            plot_samples(mine, names, plots / f"{stem}_samples.png")
+            figures.append(plots / f"{stem}_samples.png")
+        plot_final_metrics(runs[runs["dataset"] == name], plots / f"{stem}_final_metrics.png")
+        figures.append(plots / f"{stem}_final_metrics.png")
+    plot_metric_vs_time(_history_frame(records, names), plots / "mmd_vs_time.png")
+    plot_sweeps(records, plots / "sweeps.png")
+    figures += [plots / "mmd_vs_time.png", plots / "sweeps.png"]
     store.atomic_write(out / "runs.csv", lambda f: f.write(runs.to_csv(index=False).encode()))
     store.atomic_write(out / "summary.csv", lambda f: f.write(summary.to_csv(index=False).encode()))
-    store.atomic_write(out / "summary.md", lambda f: f.write(md_text.encode()))
-    plots = out / "plots"
-    plots.mkdir(exist_ok=True)
-    for name in dict.fromkeys(label(r) for r in records):
-        mine = [r for r in records if label(r) == name]
-        stem = name.replace(" · ", "_")
-        if DATASETS.get(mine[0]["config"]["dataset"]).kind == "images":
-            plot_image_grids(mine, plots, stem)
-        else:
-            plot_samples(mine, plots / f"{stem}_samples.png")
-        plot_final_metrics(runs[runs["dataset"] == name], plots / f"{stem}_final_metrics.png")
-    plot_mmd_vs_time(records, plots / "mmd_vs_time.png")
-    for dataset, table in tables.items():
-        print_fn(f"\n{dataset}\n{table.to_string(index=False)}")
-    print_fn(f"\ntables: {out / 'summary.md'}, {out / 'summary.csv'}, {out / 'runs.csv'}; plots: {plots}/")
-    return tables
+    store.atomic_write(out / "summary.md", lambda f: f.write("\n".join(md).encode()))
+    store.atomic_write(out / "comparison.csv", lambda f: f.write(comparison.to_csv(index=False).encode()))
+    store.atomic_write(out / "comparison.md", lambda f: f.write(comparison_md.encode()))
+    for heading, table in tables.items():
+        print_fn(f"\n{heading}\n{table.to_string(index=False)}")
+    print_fn(f"\n{CI_NOTE}")
+    if len(comparison):
+        significant = comparison[comparison["significant"]]
+        print_fn(f"\n{len(significant)} of {len(comparison)} pairwise differences significant at 5 % (Holm); "
+                 f"every verdict in {out / 'comparison.md'}")
+        for v in significant["verdict"].head(12):
+            print_fn(f"  {v}")
+    print_fn(f"\ntables: {out / 'summary.md'}, {out / 'comparison.md'}, {out / 'runs.csv'}; plots: {plots}/")
+    return Report(runs, summary, comparison, tables, [f for f in figures if f.exists()])

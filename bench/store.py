@@ -1,20 +1,35 @@
-"""Run records on disk. Every file is written to a temporary name and renamed into place, so an
-interrupted run never leaves a half-written record; the record is written last, so a run
-directory without record.json is an unfinished run and is ignored."""
+"""Run records on disk, keyed by the run's identity.
+
+A run lives in ``runs/<dataset>/<method>/seed<k>-<run id>/`` (the run id is the hash of its
+:class:`~bench.spec.RunSpec` identity). Every file is written to a temporary name and renamed into
+place. The samples file is named by its content and written first; the record, which names it,
+is written last and its presence marks the run finished, so a kill at any point leaves either the
+old finished run or the new one, never a record beside samples that are not its own. A run being
+trained holds an exclusive lock on its folder, so two processes on one ``--out`` never train or
+write the same run. Records of the earlier layout (``runs/<dataset>/<profile>/<method>/seed<k>/``)
+keep loading.
+"""
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import io
 import json
 import math
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from bench.registry import BenchError
 
+SCHEMA = 2
 RECORD = "record.json"
-SAMPLES = "samples.npz"
+LOCK = ".lock"
+FINISHED = ("ok", "diverged")          # a run with one of these is never redone by accident
+STATUSES = FINISHED + ("error", "reference")
 
 
 def atomic_write(path: Path, write) -> None:
@@ -26,10 +41,17 @@ def atomic_write(path: Path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: let others read shared results
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _jsonable(obj):
@@ -52,35 +74,133 @@ def write_npz(path: Path, **arrays) -> None:
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
-def write_run(folder: Path, samples, record: dict) -> None:
-    """A run's samples, then its record: the record's presence marks the run complete."""
-    write_npz(folder / SAMPLES, samples=samples)
+def run_dir(out: Path, spec) -> Path:
+    return Path(out) / "runs" / spec.dataset / spec.method / f"seed{spec.seed}-{spec.run_id}"
+
+
+def reference_dir(out: Path, dataset: str, profile: str, name: str) -> Path:
+    return Path(out) / "runs" / dataset / "reference" / f"{name.replace(' ', '-')}-{profile}"
+
+
+def write_run(folder: Path, samples, record: dict) -> dict:
+    """The samples under a name of their content, then the record naming them, then the old
+    samples file (if another) goes. A failed run (samples None) writes its record only.
+    Returns the record as written, with its ``path``."""
+    old = read_record(folder / RECORD) if (folder / RECORD).exists() else None
+    name = None
+    if samples is not None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, samples=samples)
+        data = buffer.getvalue()
+        name = f"samples-{hashlib.sha256(data).hexdigest()[:12]}.npz"
+        atomic_write(folder / name, lambda f: f.write(data))
+    record = {**record, "samples_file": name}
+    record.pop("path", None)
     write_json(folder / RECORD, record)
+    if old and old.get("samples_file") not in (None, name):
+        (folder / old["samples_file"]).unlink(missing_ok=True)
+    return {**record, "path": str(folder)}
 
 
-def run_dir(out: Path, dataset: str, profile: str, method: str, seed: int) -> Path:
-    return Path(out) / "runs" / dataset / profile / method / f"seed{seed}"
+def claim(folder: Path, wait: bool = False) -> int | None:
+    """Lock a run's folder for this process: a file descriptor to :func:`release`, or None if
+    another process holds it (with ``wait``, block until it lets go). A killed process releases
+    its locks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK, os.O_CREAT | os.O_RDWR, 0o666 & ~_umask())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def release(fd: int) -> None:
+    os.close(fd)
+
+
+# ---------------------------------------------------------------------------------- reading
+def _check_record(data, path: Path) -> dict:
+    """One schema for every record, old layout included: what the report and resume rely on."""
+    def bad(why):
+        raise BenchError(f"run record {path} is corrupt ({why}); delete its folder {path.parent} "
+                         f"or run that configuration again")
+    if not isinstance(data, dict):
+        bad("not a JSON object")
+    spec = data.get("spec", data.get("config"))
+    if not isinstance(spec, dict):
+        bad("no 'spec' object")
+    for key, kind in (("method", str), ("dataset", str), ("seed", int)):
+        if not isinstance(spec.get(key), kind) or isinstance(spec.get(key), bool):
+            bad(f"spec field {key!r} missing or not a {kind.__name__}")
+    if data.get("status") not in STATUSES:
+        bad(f"status {data.get('status')!r} is not one of {', '.join(STATUSES)}")
+    if not isinstance(data.get("final"), dict):
+        bad("'final' is not an object of metrics")
+    if not isinstance(data.get("history"), list) or not all(isinstance(h, dict) for h in data["history"]):
+        bad("'history' is not a list of evaluations")
+    for key, value in data["final"].items():
+        if value is not None and not isinstance(value, (int, float)):
+            bad(f"final metric {key!r} is {value!r}, not a number")
+    if data["status"] == "ok" and not any(v is not None for v in data["final"].values()):
+        bad("status 'ok' but every final metric is null")
+    return data
+
+
+def read_record(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise BenchError(f"run record {path} is corrupt ({type(err).__name__}: {err}); delete its folder "
+                         f"{Path(path).parent} or run that configuration again") from err
+    return _check_record(data, Path(path))
+
+
+def _upgrade(record: dict) -> dict:
+    """A record of the earlier layout (schema 1, a 'config' instead of a 'spec') in today's shape:
+    its spec re-resolved from its config, so it has the run id a new run of it would have."""
+    from bench import spec as specs
+    config = record.pop("config")
+    record["samples_file"] = record.get("samples_file", "samples.npz")
+    if record["status"] == "reference":
+        record.update(spec=config, variant=config["method"], run_id=f"reference-{config['method']}",
+                      variant_id=f"reference-{config['method']}")
+        return record
+    try:
+        settings = {k: config.get(k) for k in specs.RUN_SETTINGS if k != "budget_seconds"}
+        spec = specs.resolve(config["method"], config["dataset"], config["seed"], config.get("profile", "quick"),
+                             config.get("method_options") or {}, config.get("dataset_options") or {},
+                             device=config.get("device", "auto"), **settings)
+        record.update(spec=spec.to_dict(), run_id=spec.run_id, variant_id=spec.variant_id, variant=spec.variant)
+    except BenchError:  # a method or option that no longer exists: keep it, named as it was
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        record.update(spec=config, run_id=f"legacy-{digest}", variant=config["method"],
+                      variant_id=f"legacy-{config['method']}-{config['dataset']}")
+    return record
 
 
 def load_records(out: Path) -> list[dict]:
-    """All finished runs under ``out``; a record that cannot be read is a clear error."""
-    records = []
-    for path in sorted(Path(out).glob(f"runs/*/*/*/*/{RECORD}")):
-        try:
-            record = json.loads(path.read_text())
-            record["config"]["method"], record["config"]["dataset"]  # noqa: B018 (must exist)
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            raise BenchError(f"run record {path} is corrupt ({type(err).__name__}: {err}); "
-                             f"delete its folder {path.parent} or run that configuration again") from err
+    """Every finished, failed or reference run under ``out``, each checked against the schema
+    (a record that cannot be read is a clear error naming it). Where two records are the same
+    run (an old-layout record and its rerun), the newer schema wins."""
+    by_id: dict[str, dict] = {}
+    for path in sorted(Path(out).glob(f"runs/**/{RECORD}")):
+        record = read_record(path)
+        record = _upgrade(record) if "spec" not in record else record
         record["path"] = str(path.parent)
-        records.append(record)
-    return records
+        kept = by_id.get(record["run_id"])
+        if kept is None or record.get("schema", 1) >= kept.get("schema", 1):
+            by_id[record["run_id"]] = record
+    return list(by_id.values())
 
 
 def load_samples(record: dict) -> np.ndarray:
-    path = Path(record["path"]) / SAMPLES
+    path = Path(record["path"]) / record.get("samples_file", "samples.npz")
     try:
         with np.load(path) as data:
-            return data["samples"]
-    except (OSError, ValueError, KeyError) as err:
-        raise BenchError(f"samples file {path} is missing or corrupt ({err}); run that configuration again") from err
+            samples = data["samples"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise BenchError(f"samples file {path} is missing or corrupt ({type(err).__name__}: {err}); "
+                         f"run that configuration again") from err
+    return samples

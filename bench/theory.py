@@ -22,7 +22,8 @@ from scipy.stats import gaussian_kde
 
 from bench import report, store
 from bench.datasets import DATASETS
-from bench.harness import RunConfig, train_and_evaluate
+from bench.harness import train_and_evaluate
+from bench.spec import resolve
 from methods import METHODS
 from methods.base import Nets
 from methods.networks import mlp_discriminator, mlp_generator, noise_sampler
@@ -136,9 +137,8 @@ def equilibrium_experiment(datasets=("gauss1d", "mix1d"), methods=("gmn", "gan",
 
             def observe(step, nets, samples):
                 seen[step] = (nets, samples[:, 0].double().cpu().numpy())
-            cfg = RunConfig(method=method, dataset=name, seed=seed, steps=steps, eval_points=snapshots,
-                            device="cpu", noise_dim=1)
-            record = train_and_evaluate(cfg, progress=progress, observer=observe)
+            spec = resolve(method, name, seed, steps=steps, eval_points=snapshots, device="cpu", noise_dim=1)
+            record, _ = train_and_evaluate(spec, progress=progress, observer=observe)
             for step, (_, s) in seen.items():
                 kde = torch.from_numpy(gaussian_kde(s)(grid[:, 0].numpy()))
                 densities += [{"dataset": name, "method": method, "step": step, "x": float(xv), "density": float(pv)}
@@ -193,9 +193,9 @@ def saturation_experiment(d_steps=600, every=50, train_steps=300, seed=0, data_m
             training.setdefault(step, {"step": step}).update({
                 f"{method}: mean D(G(z))": _mean_d_of_fakes(nets_), f"{method}: ‖∇G‖": _generator_grad_norm(method, nets_),
                 f"{method}: mean G(z)": float(samples.mean())})
-        train_and_evaluate(RunConfig(method=method, dataset="gauss1d", seed=seed, steps=train_steps,
-                                     eval_points=max(1, train_steps // 25), device="cpu", noise_dim=1,
-                                     dataset_options=data_options), progress=progress, observer=observe)
+        train_and_evaluate(resolve(method, "gauss1d", seed, steps=train_steps, eval_points=max(1, train_steps // 25),
+                                   device="cpu", noise_dim=1, dataset_options=data_options),
+                           progress=progress, observer=observe)
     return fixed, pd.DataFrame(list(training.values()))
 
 

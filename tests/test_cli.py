@@ -18,10 +18,10 @@ def test_run_writes_records_tables_and_plots_and_report_rebuilds_them(tmp_path, 
                  "--out", str(out), *TINY]) == 0
     printed = capsys.readouterr().out
     assert "ring8" in printed and "grid25" in printed and "total wall-clock" in printed
-    records = list(out.glob("runs/*/*/*/*/record.json"))
-    assert len(records) == 12 and all((r.parent / "samples.npz").exists() for r in records)
+    records = list(out.glob("runs/*/*/*/record.json"))
+    assert len(records) == 12 and all(len(list(r.parent.glob("samples-*.npz"))) == 1 for r in records)
     summary = pd.read_csv(out / "summary.csv")
-    assert set(summary["method"]) == {"gmn", "gan", "nsgan"} and (summary["seeds"] == 2).all()
+    assert set(summary["variant"]) == {"gmn", "gan", "nsgan"} and (summary["seeds"] == 2).all()
     assert set(summary["dataset"]) == {"ring8 · quick", "grid25 · quick"}
     assert {"modes_covered", "high_quality_pct", "kl_modes", "mmd2", "energy", "train_seconds"} <= set(summary)
     assert len(pd.read_csv(out / "runs.csv")) == 12
@@ -32,6 +32,9 @@ def test_run_writes_records_tables_and_plots_and_report_rebuilds_them(tmp_path, 
     (out / "summary.csv").unlink()
     assert main(["report", "--out", str(out)]) == 0
     assert pd.read_csv(out / "summary.csv").equals(summary)
+    comparison = pd.read_csv(out / "comparison.csv")
+    mmd = comparison[comparison["metric"] == "mmd2"]
+    assert len(mmd) == 2 * 3 and set(zip(mmd["a"], mmd["b"])) == {("gan", "gmn"), ("gan", "nsgan"), ("gmn", "nsgan")}
 
 
 @pytest.mark.parametrize("args,message", [
@@ -40,6 +43,20 @@ def test_run_writes_records_tables_and_plots_and_report_rebuilds_them(tmp_path, 
     (["--steps", "0"], "steps must be a positive integer"),
     (["--seeds", "-3"], "non-negative integers"),
     (["--seeds", "a"], "non-negative integers"),
+    (["--seeds", "5-2"], "runs backwards"),
+    (["--seeds", ""], "non-negative integers"),
+    (["--jobs", "0"], "--jobs takes a positive integer"),
+    (["--jobs", "two"], "--jobs takes a positive integer"),
+    (["--threads", "0"], "--threads takes a positive integer"),
+    (["--sweep", "gan.d_steps"], "--sweep takes KEY=VALUE"),
+    (["--sweep", "gan.d_steps=1,,2"], "an empty value"),
+    (["--sweep", "momentum=1,2"], "not a run setting"),
+    (["--sweep", "lr=1e-3,fast"], "lr takes a number"),
+    (["--sweep", "wgan.x=1,2"], "not among the chosen"),
+    (["--steps", "2.5"], "steps takes an integer"),
+    (["--steps", "100", "--budget-seconds", "5"], "not both"),
+    (["--executor", "slurm"], "unknown executor 'slurm'"),
+    (["--address", "127.0.0.1:1"], "use it with --executor ray"),
     (["--batch-size", "1"], "batch_size must be at least 2"),
     (["--set", "gmn.kernel=rbf"], "unknown kernel 'rbf'"),
     (["--set", "gmn.bogus=1"], "has no option bogus"),
@@ -55,7 +72,7 @@ def test_bad_input_exits_2_with_the_allowed_values_and_writes_nothing(tmp_path, 
 def test_report_on_corrupt_record_exits_2_and_names_the_file(tmp_path, capsys):
     out = tmp_path / "res"
     assert main(["run", "--methods", "gan", "--datasets", "ring8", "--out", str(out), *TINY]) == 0
-    record = out / "runs/ring8/quick/gan/seed0/record.json"
+    record = next(out.glob("runs/ring8/gan/seed0-*/record.json"))
     record.write_text(record.read_text()[:100])
     assert main(["report", "--out", str(out)]) == 2
     assert str(record) in capsys.readouterr().err

@@ -6,27 +6,34 @@ import numpy as np
 import pytest
 import torch
 
-from bench import store
-from bench.harness import RunConfig, eval_schedule, train_and_evaluate
+import subprocess
+
+from bench import environment, store
+from bench.harness import eval_schedule, eval_times, train_and_evaluate
 from bench.registry import BenchError
+from bench.spec import resolve
 from methods import METHODS
 from methods.base import Method
 
-TINY = dict(dataset="ring8", steps=12, batch_size=32, eval_points=2, device="cpu", width=16, depth=2)
+TINY = dict(steps=12, batch_size=32, eval_points=2, device="cpu", width=16, depth=2)
+
+
+def run(method, seed=0, dataset="ring8", **kw):
+    return train_and_evaluate(resolve(method, dataset, seed, **{**TINY, **kw}))
 
 
 def test_same_seed_same_run_on_cpu_and_other_seed_differs():
-    a = train_and_evaluate(RunConfig(method="gan", seed=3, **TINY), progress=False)
-    b = train_and_evaluate(RunConfig(method="gan", seed=3, **TINY), progress=False)
-    c = train_and_evaluate(RunConfig(method="gan", seed=4, **TINY), progress=False)
+    (a, sa), (b, sb), (c, _) = run("gan", 3), run("gan", 3), run("gan", 4)
     strip = lambda r: [{k: v for k, v in h.items() if k != "train_seconds"} for h in r["history"]]
     assert strip(a) == strip(b)
     assert strip(a) != strip(c)
+    assert sa.tobytes() == sb.tobytes()
 
 
 def test_eval_schedule_includes_start_and_end():
     assert eval_schedule(10, 3) == [0, 3, 7, 10]
     assert eval_schedule(2, 10) == [0, 1, 2]
+    assert eval_times(3.0, 3) == [1.0, 2.0, 3.0]
 
 
 class Exploding(Method):
@@ -43,28 +50,36 @@ class Exploding(Method):
         return {"loss": torch.tensor(float("nan") if self.calls > 5 else 1.0)}
 
 
-def test_divergence_is_recorded_not_raised(tmp_path, monkeypatch):
+def test_divergence_is_caught_at_the_step_it_happens_not_at_the_next_evaluation(monkeypatch):
     monkeypatch.setitem(METHODS._entries, "exploding", Exploding)
-    record = train_and_evaluate(RunConfig(method="exploding", **{**TINY, "eval_points": 4}), tmp_path, progress=False)
+    record, samples = run("exploding", eval_points=1)  # the only evaluation after 0 would be at step 12
     assert record["status"] == "diverged"
-    assert 5 < record["diverged_at_step"] <= 12
-    saved = json.loads((tmp_path / "runs/ring8/quick/exploding/seed0/record.json").read_text())
-    assert saved["status"] == "diverged" and saved["final"]["mmd2"] is None  # NaN stored as null
+    assert record["diverged_at_step"] == 6 and record["steps_done"] == 6  # the 6th step's loss is NaN
+    assert [h["step"] for h in record["history"]] == [0, 6]
 
 
-def test_record_says_what_produced_it(tmp_path):
-    record = train_and_evaluate(RunConfig(method="gmn", **TINY), tmp_path, progress=False)
-    saved = json.loads((tmp_path / "runs/ring8/quick/gmn/seed0/record.json").read_text())
-    assert saved["config"]["method"] == "gmn" and saved["config"]["steps"] == 12
-    env = saved["environment"]
-    assert env["versions"]["torch"] == torch.__version__.split("+")[0] or env["versions"]["torch"]
-    assert env["device"] == "cpu" and env["git_revision"]
-    assert saved["method_settings"]["bandwidths"] and saved["method_settings"]["backend_used"] in ("dense", "keops")
-    assert saved["timing"]["train_seconds"] > 0 and math.isfinite(saved["timing"]["steps_per_second"])
-    samples = np.load(tmp_path / "runs/ring8/quick/gmn/seed0/samples.npz")["samples"]
-    assert samples.shape == (2500, 2)
-    assert [h["step"] for h in saved["history"]] == [0, 6, 12]
-    assert record["final"]["mmd2"] == saved["final"]["mmd2"]
+def test_record_says_what_produced_it():
+    record, samples = run("gmn")
+    assert record["spec"]["method"] == "gmn" and record["spec"]["steps"] == 12
+    assert record["run_id"] == resolve("gmn", "ring8", 0, **TINY).run_id
+    env = record["environment"]
+    assert env["versions"]["torch"] == torch.__version__
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=environment.PROJECT_ROOT, capture_output=True,
+                          text=True).stdout.strip()
+    assert env["git_revision"].split("+")[0] == (head or "unknown")
+    assert env["device"] == "cpu"
+    assert record["learned"]["bandwidths_"] and record["learned"]["backend_used_"] == "dense"
+    assert record["timing"]["train_seconds"] > 0 and math.isfinite(record["timing"]["steps_per_second"])
+    assert samples.shape == (2500, 2) and samples.dtype == np.float32
+    assert [h["step"] for h in record["history"]] == [0, 6, 12]
+
+
+def test_budget_in_seconds_evaluates_evenly_in_time_and_records_the_steps_it_bought():
+    record, _ = run("gan", steps=None, budget_seconds=0.6, eval_points=3)
+    times = [h["train_seconds"] for h in record["history"]]
+    assert times[0] == 0 and len(times) == 4
+    assert all(t >= 0.2 * i for i, t in enumerate(times))  # each evaluation once its time has passed
+    assert times[-1] >= 0.6 and record["steps_done"] > 0 and record["spec"]["steps"] is None
 
 
 def test_interrupted_write_leaves_previous_file_intact(tmp_path):
@@ -81,8 +96,9 @@ def test_interrupted_write_leaves_previous_file_intact(tmp_path):
 
 
 @pytest.mark.parametrize("field,value", [("steps", 0), ("seed", -1), ("batch_size", 1), ("lr", 0.0),
-                                         ("dataset", "cifar"), ("method", "wgan")])
+                                         ("dataset", "cifar"), ("method", "wgan"), ("budget_seconds", -1.0),
+                                         ("profile", "huge"), ("noise", "pink")])
 def test_impossible_configs_are_rejected(field, value):
-    cfg = RunConfig(**{"method": "gmn", **TINY, field: value})
+    kw = {"method": "gmn", "dataset": "ring8", **TINY, field: value}
     with pytest.raises(BenchError):
-        cfg.resolved()
+        resolve(**kw)

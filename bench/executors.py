@@ -1,0 +1,175 @@
+"""Where runs execute: in this process, in N local processes, or as Ray tasks.
+
+An executor receives run specifications (plain data, never networks or datasets) and yields
+``(spec, record, samples)`` as runs finish, in any order; the driver writes every record, so
+workers on another machine need no shared filesystem. A run that raises, or whose worker dies,
+comes back as a record with status ``error``; the other runs go on (Hydra's launcher / Ray's
+``ray.wait`` pattern).
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import traceback
+from typing import Iterable, Iterator
+
+from bench.registry import BenchError
+from bench.spec import RunSpec, from_dict
+
+EXECUTORS = ("auto", "local", "ray")
+
+
+def cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def resolve_executor(executor: str, jobs: int) -> str:
+    """``auto``: Ray when asked for by name only; one process for --jobs 1, local processes otherwise."""
+    if executor not in EXECUTORS:
+        raise BenchError(f"unknown executor {executor!r}; choose from: {', '.join(EXECUTORS)}")
+    if executor == "ray":
+        return "ray"
+    return "sequential" if jobs == 1 else "processes"
+
+
+def error_record(spec: RunSpec, message: str) -> dict:
+    from bench import environment
+    return {"schema": 2, "run_id": spec.run_id, "variant_id": spec.variant_id, "variant": spec.variant,
+            "status": "error", "error": message, "diverged_at_step": None, "steps_done": 0,
+            "spec": spec.to_dict(), "identity": spec.identity(), "method_settings": {}, "timing": {},
+            "final": {}, "history": [], "environment": {"git_revision": environment.git_revision(),
+                                                          "versions": environment.versions()}}
+
+
+def run_one(spec_data: dict, progress: bool = False) -> tuple[dict, object]:
+    """One run from plain data, in whatever process or machine runs it; never raises for a
+    failure of the run itself."""
+    from bench.harness import train_and_evaluate
+    spec = from_dict(spec_data)
+    try:
+        return train_and_evaluate(spec, progress=progress)
+    except Exception as err:  # noqa: BLE001 (any failure of one run is that run's record)
+        return error_record(spec, f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"), None
+
+
+class Sequential:
+    """Runs one after another in this process (step progress shown on a terminal)."""
+    name = "sequential"
+
+    def __init__(self, progress: bool = False):
+        self.progress = progress
+
+    def map(self, specs: Iterable[RunSpec]) -> Iterator[tuple[RunSpec, dict, object]]:
+        for spec in specs:
+            yield (spec, *run_one(spec.to_dict(), self.progress))
+
+    def close(self):
+        pass
+
+
+def _quiet_worker():
+    import warnings
+    warnings.filterwarnings("ignore")
+
+
+class Processes:
+    """N local worker processes (spawned: a fresh interpreter, no forked torch thread pools)."""
+    name = "processes"
+
+    def __init__(self, jobs: int):
+        self.jobs = jobs
+
+    def _pool(self, workers):
+        return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_quiet_worker)
+
+    def map(self, specs):
+        specs = list(specs)
+        broken = []
+        with self._pool(self.jobs) as pool:
+            futures = {pool.submit(run_one, s.to_dict()): s for s in specs}
+            try:
+                for future in cf.as_completed(futures):
+                    try:
+                        yield (futures[future], *future.result())
+                    except cf.process.BrokenProcessPool:
+                        broken.append(futures[future])
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+        # A dead worker breaks the whole pool: which run killed it is unknown, so each run it
+        # took down is retried alone; one that kills its worker again is recorded as failed.
+        for spec in broken:
+            with self._pool(1) as pool:
+                try:
+                    yield (spec, *pool.submit(run_one, spec.to_dict()).result())
+                except cf.process.BrokenProcessPool:
+                    yield spec, error_record(spec, "its worker process died (killed, or out of memory)"), None
+
+    def close(self):
+        pass
+
+
+class Ray:
+    """Each run one Ray task with num_cpus = its torch threads; tasks in flight capped, results
+    collected with ray.wait as they finish, records returned through the object store."""
+    name = "ray"
+
+    def __init__(self, address: str | None, workers: int, threads: int):
+        try:
+            import ray
+        except ImportError:
+            raise BenchError("--executor ray needs Ray: pip install 'bench[ray]' (or pip install ray)") from None
+        self.ray, self.workers, self.threads = ray, workers, threads
+        kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        try:
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(num_cpus=workers * threads, **kwargs)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise BenchError(f"cannot start or reach Ray at {address or 'a new local instance'}: "
+                             f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        self.task = ray.remote(num_cpus=threads, max_retries=0)(run_one)
+
+    def map(self, specs):
+        ray = self.ray
+        pending, owner = [], {}
+        specs = list(specs)
+        capacity = max(1, self.workers * 2)
+
+        def collect(ready):
+            for ref in ready:
+                spec = owner.pop(ref)
+                try:
+                    yield (spec, *ray.get(ref))
+                except (ray.exceptions.RayError, OSError) as err:
+                    yield spec, error_record(spec, f"Ray task failed: {type(err).__name__}: "
+                                                   f"{str(err).splitlines()[0] if str(err) else ''}"), None
+        try:
+            for spec in specs:
+                if len(pending) >= capacity:
+                    ready, pending = ray.wait(pending, num_returns=1)
+                    yield from collect(ready)
+                ref = self.task.remote(spec.to_dict())
+                owner[ref] = spec
+                pending.append(ref)
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                yield from collect(ready)
+        except BaseException:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            raise
+
+    def close(self):
+        self.ray.shutdown()
+
+
+def make_executor(name: str, jobs: int, threads: int, address: str | None, progress: bool):
+    if name == "ray":
+        return Ray(address, jobs, threads)
+    if name == "processes":
+        return Processes(jobs)
+    return Sequential(progress)

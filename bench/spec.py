@@ -1,0 +1,239 @@
+"""The run specification: everything that fixes a run, resolved before anything trains.
+
+A :class:`RunSpec` is immutable. Its :meth:`~RunSpec.identity` — method and options, dataset and
+options, networks, noise, each network's optimiser, budget, evaluation settings and seed — is
+hashed into the run's id, which keys the store: two runs that differ in anything that is
+identity never share a folder or a table row. Device, data paths, thread counts and the user's
+label are recorded but are not identity (compare_gan hashes its gin config the same way).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+import json
+import math
+
+from bench.registry import BenchError
+
+SPEC_VERSION = 1
+# Run settings every method on a dataset shares, with their profile defaults.
+RUN_SETTINGS = ("steps", "budget_seconds", "batch_size", "lr", "noise", "noise_dim", "arch", "width", "depth",
+                "eval_points")
+BETAS = (0.5, 0.999)  # Adam's β for every network (DCGAN's choice; the fair-budget default)
+NOT_IDENTITY_OPTIONS = ("data_dir",)  # where the data lie, not what they are (checksummed anyway)
+
+
+def _freeze(value):
+    """Lists -> tuples, recursively, so a spec is hashable."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    return value
+
+
+def _thaw(pairs) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in pairs}
+
+
+def canonical_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ",".join(_fmt(v) for v in value) + ")"
+    return str(value)
+
+
+def describe_overrides(overrides: dict) -> str:
+    """{'kernel': 'energy', 'lr': 0.0002} -> 'kernel=energy,lr=0.0002'."""
+    return ",".join(f"{k}={_fmt(v)}" for k, v in overrides.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    method: str
+    dataset: str
+    seed: int
+    profile: str
+    method_options: tuple          # sorted (name, value) pairs, every option (defaults included)
+    dataset_options: tuple
+    steps: int | None              # generator updates; None when the budget is wall-clock seconds
+    budget_seconds: float | None
+    batch_size: int
+    lr: float
+    noise: str
+    noise_dim: int
+    arch: str
+    width: int
+    depth: int
+    eval_points: int
+    optimizers: tuple              # (network, (("betas", ..), ("lr", ..), ("name", "adam"))) pairs
+    # recorded, not identity
+    method_overrides: tuple = ()   # the method options that differ from the defaults on this dataset
+    run_overrides: tuple = ()      # run settings and dataset options that differ from the profile's
+    label: str | None = None
+    device: str = "auto"
+    threads: int | None = None
+
+    def identity(self) -> dict:
+        out = {"spec_version": SPEC_VERSION, "method": self.method, "dataset": self.dataset, "seed": self.seed,
+               "profile": self.profile, "method_options": _thaw(self.method_options),
+               "dataset_options": {k: v for k, v in _thaw(self.dataset_options).items()
+                                   if k not in NOT_IDENTITY_OPTIONS},
+               "optimizers": {net: _thaw(opts) for net, opts in self.optimizers}}
+        out.update({k: getattr(self, k) for k in RUN_SETTINGS if k != "lr"})  # lr lives in optimizers
+        return json.loads(canonical_json(out))
+
+    @property
+    def run_id(self) -> str:
+        """The canonical hash of the identity: the store's key."""
+        return hashlib.sha256(canonical_json(self.identity()).encode()).hexdigest()[:12]
+
+    @property
+    def variant_id(self) -> str:
+        """The hash of the identity without the seed: one table row per variant."""
+        ident = {k: v for k, v in self.identity().items() if k != "seed"}
+        return hashlib.sha256(canonical_json(ident).encode()).hexdigest()[:12]
+
+    @property
+    def variant(self) -> str:
+        """A readable name: the label, or the method with its non-default options (gmn[kernel=energy])."""
+        if self.label:
+            return self.label
+        text = describe_overrides(dict(self.method_overrides))
+        return f"{self.method}[{text}]" if text else self.method
+
+    def options(self, which: str) -> dict:
+        return dict(getattr(self, f"{which}_options"))
+
+    def optimizer(self, network: str) -> dict:
+        return dict(dict(self.optimizers)[network])
+
+    def to_dict(self) -> dict:
+        """The whole spec as JSON-ready data (what the record stores; :func:`from_dict` inverts it)."""
+        out = dataclasses.asdict(self)
+        for key in ("method_options", "dataset_options", "method_overrides", "run_overrides"):
+            out[key] = _thaw(getattr(self, key))
+        out["optimizers"] = {net: _thaw(opts) for net, opts in self.optimizers}
+        return json.loads(canonical_json(out))
+
+
+def from_dict(data: dict) -> RunSpec:
+    """Inverse of :meth:`RunSpec.to_dict` (a record's ``spec``); raises KeyError/TypeError if malformed."""
+    fields = {f.name for f in dataclasses.fields(RunSpec)}
+    unknown = set(data) - fields
+    if unknown:
+        raise TypeError(f"unknown spec fields {sorted(unknown)}")
+    values = dict(data)
+    for key in ("method_options", "dataset_options", "method_overrides", "run_overrides"):
+        values[key] = _freeze(values.get(key, {}))
+    values["optimizers"] = tuple(sorted((net, _freeze(opts)) for net, opts in values["optimizers"].items()))
+    return RunSpec(**values)
+
+
+def signature_defaults(factory) -> dict:
+    return {name: p.default for name, p in inspect.signature(factory).parameters.items()
+            if name != "self" and p.default is not inspect.Parameter.empty}
+
+
+def _canonical_options(registry, name: str, options: dict, extra_defaults: dict | None = None):
+    """Build an entry (validating its options) and return it with every option, defaults filled
+    in, as the built entry normalised them."""
+    given = {**(extra_defaults or {}), **options}
+    built = registry.create(name, **given)
+    normalised = built.options() if hasattr(built, "options") else {}
+    merged = {**signature_defaults(registry.get(name)), **given}
+    out = {k: normalised.get(k, v) for k, v in merged.items()}
+    return built, {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise BenchError(f"{name} must be a positive integer; got {value!r}")
+    return value
+
+
+def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", method_options: dict | None = None,
+            dataset_options: dict | None = None, label: str | None = None, device: str = "auto",
+            threads: int | None = None, **settings) -> RunSpec:
+    """Defaults, profile and overrides -> one validated :class:`RunSpec`; raises BenchError on
+    anything impossible. ``settings`` are run settings (steps, lr, ...); None keeps the profile's."""
+    from bench.datasets import DATASETS
+    from methods import METHODS
+
+    unknown = sorted(set(settings) - set(RUN_SETTINGS))
+    if unknown:
+        raise BenchError(f"unknown run setting {', '.join(unknown)}; the run settings are: {', '.join(RUN_SETTINGS)}")
+    dataset_cls = DATASETS.get(dataset)
+    METHODS.get(method)
+    if profile not in dataset_cls.profiles:
+        raise BenchError(f"dataset {dataset!r} has no profile {profile!r}; choose from: {', '.join(dataset_cls.profiles)}")
+    defaults = {"budget_seconds": None, **dataset_cls.profiles[profile]}
+    given = {k: v for k, v in settings.items() if v is not None}
+    if given.get("budget_seconds") is not None:
+        if "steps" in given:
+            raise BenchError("give a budget in steps (--steps) or in seconds (--budget-seconds), not both")
+        given["steps"] = None
+    run = {**defaults, **given}
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise BenchError(f"seed must be an integer >= 0; got {seed!r}")
+    for name in ("batch_size", "noise_dim", "width", "depth", "eval_points"):
+        _positive_int(name, run[name])
+    if run["steps"] is not None:
+        _positive_int("steps", run["steps"])
+    if run["budget_seconds"] is not None and not (isinstance(run["budget_seconds"], (int, float))
+                                                  and 0 < run["budget_seconds"] < math.inf):
+        raise BenchError(f"budget_seconds must be a positive number of seconds; got {run['budget_seconds']!r}")
+    if run["batch_size"] < 2:
+        raise BenchError(f"batch_size must be at least 2 (MMD needs pairs); got {run['batch_size']}")
+    if not (isinstance(run["lr"], (int, float)) and run["lr"] > 0 and math.isfinite(run["lr"])):
+        raise BenchError(f"lr must be a positive number; got {run['lr']!r}")
+    run["lr"] = float(run["lr"])
+    if run["noise"] not in ("gaussian", "uniform"):
+        raise BenchError(f"unknown noise {run['noise']!r}; choose from gaussian, uniform")
+    from methods.networks import ARCHS
+    if run["arch"] not in ARCHS[dataset_cls.kind]:
+        raise BenchError(f"unknown arch {run['arch']!r} for {dataset}; choose from: {', '.join(ARCHS[dataset_cls.kind])}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise BenchError(f"unknown device {device!r}; choose from auto, cpu, cuda")
+
+    method_options = dict(method_options or {})
+    on_dataset = dataset_cls.method_defaults(method, method_options)
+    built, m_opts = _canonical_options(METHODS, method, method_options, on_dataset)
+    m_defaults = _canonical_options(METHODS, method, {}, on_dataset)[1] if method_options else m_opts
+    if m_opts.get("code_space") == "autoencoder" and not hasattr(dataset_cls, "autoencoder"):
+        raise BenchError(f"{method} with code_space=autoencoder needs a dataset with an autoencoder (mnist); "
+                         f"{dataset} has none")
+    d_opts = _dataset_options(dataset, dict(dataset_options or {}))
+    d_defaults = signature_defaults(dataset_cls)
+
+    adam = (("betas", BETAS), ("lr", run["lr"]), ("name", "adam"))
+    networks = ["generator"] + (["discriminator"] if built.uses_discriminator else [])
+    run_overrides = {k: v for k, v in run.items() if v != defaults.get(k)}
+    run_overrides.update({f"{dataset}.{k}": v for k, v in d_opts.items()
+                          if k not in NOT_IDENTITY_OPTIONS and v != d_defaults.get(k)})
+    return RunSpec(method=method, dataset=dataset, seed=seed, profile=profile,
+                   method_options=_freeze(m_opts), dataset_options=_freeze(d_opts),
+                   optimizers=tuple((net, adam) for net in sorted(networks)),
+                   method_overrides=_freeze({k: v for k, v in m_opts.items() if v != m_defaults.get(k)}),
+                   run_overrides=_freeze(run_overrides), label=label, device=device, threads=threads,
+                   **{k: run[k] for k in RUN_SETTINGS})
+
+
+_DATASET_CACHE: dict[str, dict] = {}
+
+
+def _dataset_options(name: str, options: dict) -> dict:
+    """Validate a dataset's options once per distinct set (building MNIST reads 55 MB)."""
+    from bench.datasets import DATASETS
+    key = canonical_json([name, options])
+    if key not in _DATASET_CACHE:
+        DATASETS.create(name, **options)
+        full = {**signature_defaults(DATASETS.get(name)), **options}
+        _DATASET_CACHE[key] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in full.items()}
+    return dict(_DATASET_CACHE[key])

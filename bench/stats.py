@@ -1,0 +1,109 @@
+"""Statistics over seeds: intervals of means and rank tests between variants (scipy.stats,
+statsmodels), with effect sizes and the power the number of seeds allows.
+
+The seed is the unit of replication. Runs of two variants with the same seeds share their data,
+noise and evaluation streams, so they are compared paired by seed (Wilcoxon signed-rank);
+otherwise Mann-Whitney U. p-values of one table are corrected together (Holm-Bonferroni).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+LEVEL = 0.95
+ALPHA = 1 - LEVEL
+
+
+def mean_ci(values, level: float = LEVEL) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval over seeds; (mean, nan, nan) for fewer than 2 values."""
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(x.mean())
+    if len(x) < 2:
+        return mean, math.nan, math.nan
+    sem = float(stats.sem(x))
+    if sem == 0:
+        return mean, mean, mean
+    lo, hi = stats.t.interval(level, len(x) - 1, loc=mean, scale=sem)
+    return mean, float(lo), float(hi)
+
+
+@dataclass
+class Comparison:
+    test: str            # "Wilcoxon signed-rank (paired by seed)" or "Mann-Whitney U"
+    n_a: int
+    n_b: int
+    diff: float          # mean(A) − mean(B)
+    diff_lo: float       # its 95 % interval (paired: of the per-seed differences; else Welch)
+    diff_hi: float
+    p: float
+    p_min: float         # the smallest p this test can give with these n (exact null distribution)
+    a_better: float      # P(a run of A beats a run of B): common-language effect size, ties count ½
+
+
+def _better(a, b, better: str):
+    return (a < b) if better == "lower" else (a > b)
+
+
+def compare(a: dict, b: dict, better: str, paired: bool | None = None) -> Comparison | None:
+    """A against B, each {seed: value} of one metric (finished runs only); None if either has
+    fewer than 2 values. ``better`` is 'lower' or 'higher'. ``paired``: the variants ran on the
+    same seeds (then the seeds both finished are compared in pairs); default: the seeds match."""
+    a = {s: v for s, v in a.items() if v is not None and math.isfinite(v)}
+    b = {s: v for s, v in b.items() if v is not None and math.isfinite(v)}
+    if paired is None:
+        paired = set(a) == set(b)
+    if paired:
+        common = set(a) & set(b)
+        a, b = {s: a[s] for s in common}, {s: b[s] for s in common}
+    if len(a) < 2 or len(b) < 2:
+        return None
+    if paired:
+        seeds = sorted(a)
+        x, y = np.array([a[s] for s in seeds]), np.array([b[s] for s in seeds])
+        d = x - y
+        nonzero = int((d != 0).sum())
+        p = 1.0 if nonzero == 0 else float(stats.wilcoxon(x, y, alternative="two-sided").pvalue)
+        _, lo, hi = mean_ci(d)
+        wins = float(np.mean(np.where(d == 0, 0.5, _better(x, y, better))))
+        return Comparison("Wilcoxon signed-rank, paired by seed", len(x), len(y), float(d.mean()), lo, hi, p,
+                          2.0 / 2 ** max(nonzero, 1), wins)
+    x, y = np.array(list(a.values())), np.array(list(b.values()))
+    res = stats.mannwhitneyu(x, y, alternative="two-sided")
+    u_greater = float(res.statistic) / (len(x) * len(y))  # P(A > B) + ½ P(A = B)
+    wins = u_greater if better == "higher" else 1 - u_greater
+    ci = stats.ttest_ind(x, y, equal_var=False).confidence_interval(LEVEL) \
+        if x.std() > 0 or y.std() > 0 else None
+    lo, hi = (float(ci.low), float(ci.high)) if ci is not None else (float(x.mean() - y.mean()),) * 2
+    return Comparison("Mann-Whitney U", len(x), len(y), float(x.mean() - y.mean()), lo, hi, float(res.pvalue),
+                      2.0 / math.comb(len(x) + len(y), len(x)), wins)
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (statsmodels), in the given order."""
+    if not pvalues:
+        return []
+    from statsmodels.stats.multitest import multipletests
+    return [float(p) for p in multipletests(pvalues, alpha=ALPHA, method="holm")[1]]
+
+
+def verdict(name_a: str, name_b: str, metric: str, c: Comparison, p_adjusted: float, tests: int) -> str:
+    """One sentence a reader can quote."""
+    better_name = name_a if c.a_better > 0.5 else name_b
+    worse_name = name_b if better_name == name_a else name_a
+    share = c.a_better if better_name == name_a else 1 - c.a_better
+    effect = (f"{metric}: {name_a} − {name_b} = {c.diff:.3g} [{c.diff_lo:.3g}, {c.diff_hi:.3g}]; "
+              f"P({better_name} beats {worse_name}) = {share:.2f}; {c.test.split(',')[0]} p = {c.p:.3g}, "
+              f"Holm p = {p_adjusted:.3g}")
+    if p_adjusted <= ALPHA:
+        return f"{better_name} is better than {worse_name} on {metric}, significant at 5 % ({effect})"
+    if min(1.0, c.p_min * tests) > ALPHA:
+        return (f"cannot be significant: with n = {min(c.n_a, c.n_b)} seeds and {tests} tests the smallest "
+                f"possible Holm p is {min(1.0, c.p_min * tests):.2g} > 0.05 — run more seeds ({effect})")
+    if c.a_better == 0.5:
+        return f"no difference seen ({effect})"
+    return f"no significant difference; {better_name} ahead in this sample ({effect})"

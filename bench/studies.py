@@ -1,0 +1,392 @@
+"""Studies: plan the runs (methods × datasets × sweeps × seeds), skip the finished ones, run the
+rest on an executor, store every record, rebuild the report. The CLI, study files and the Python
+API (:func:`study`) all go through :func:`plan` and :func:`execute`, so they validate alike.
+
+    >>> import bench
+    >>> result = bench.study(methods=["gmn", "gan"], datasets=["ring8"], seeds=range(3), steps=500,
+    ...                      out="results/demo", jobs=2)
+    >>> result.summary, result.comparison          # pandas DataFrames
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+import resource
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+from bench import spec as specs
+from bench import store
+from bench.executors import cores, make_executor, resolve_executor
+from bench.registry import BenchError
+
+# How each run setting is read from text (--steps, --sweep lr=..., study files).
+SETTING_TYPES = {"steps": int, "budget_seconds": float, "batch_size": int, "lr": float, "noise": str,
+                 "noise_dim": int, "arch": str, "width": int, "depth": int, "eval_points": int}
+
+
+# ------------------------------------------------------------------------------------ parsing
+def parse_seeds(text) -> list[int]:
+    """'0-9', '0,3,7', '0-4,10' (or a list of ints, from a study file) -> distinct seeds in order."""
+    message = f"seeds are non-negative integers and ranges, e.g. 0-9 or 0,1,2; got {text!r}"
+    if isinstance(text, (list, tuple, range)):
+        items = list(text)
+        if not items or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in items):
+            raise BenchError(message)
+        return list(dict.fromkeys(items))
+    if not isinstance(text, str):
+        raise BenchError(message)
+    seeds = []
+    for part in (p.strip() for p in text.split(",")):
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not match:
+            raise BenchError(message)
+        lo, hi = int(match[1]), int(match[2] if match[2] is not None else match[1])
+        if hi < lo:
+            raise BenchError(f"seed range {part!r} runs backwards; write it low-high, e.g. 0-9")
+        seeds += range(lo, hi + 1)
+    if not seeds:
+        raise BenchError(message)
+    return list(dict.fromkeys(seeds))
+
+
+def split_values(text: str) -> list[str]:
+    """Comma-separated values, commas inside brackets kept: '1,2' -> ['1', '2']; '[1,2],[3]' -> 2 values."""
+    values, depth, current = [], 0, ""
+    for ch in text:
+        depth += ch in "[(" and 1 or (ch in "])" and -1 or 0)
+        if ch == "," and depth == 0:
+            values.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    values.append(current.strip())
+    return values
+
+
+def parse_assignment(item: str, flag: str) -> tuple[str, str]:
+    key, eq, value = item.partition("=")
+    if not (key.strip() and eq and value.strip()):
+        raise BenchError(f"{flag} takes KEY=VALUE (KEY a run setting, or NAME.OPTION of a method or dataset); "
+                         f"got {item!r}")
+    return key.strip(), value.strip()
+
+
+def parse_setting(name: str, value):
+    """A run setting from text or a study file's value, of its declared type only."""
+    kind = SETTING_TYPES[name]
+    if isinstance(value, str) and kind is not str:
+        try:
+            value = kind(value)
+        except ValueError:
+            raise BenchError(f"{name} takes {'an integer' if kind is int else 'a number'}; got {value!r}") from None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise BenchError(f"{name} takes {kind.__name__}; got {value!r}")
+    return value
+
+
+def parse_option(text: str):
+    """An option value as typed on the command line: a Python literal, else a bare word."""
+    import ast
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+# ------------------------------------------------------------------------------------ planning
+@dataclasses.dataclass
+class Plan:
+    """What to run, resolved: the specs, and where and how to run them."""
+    specs: list
+    out: Path
+    jobs: int = 1
+    threads: int | None = None
+    executor: str = "sequential"
+    address: str | None = None
+    device: str = "auto"
+    datasets: list = dataclasses.field(default_factory=list)
+    dataset_options: dict = dataclasses.field(default_factory=dict)
+    profile: str = "quick"
+
+
+def plan(methods=None, datasets=("ring8", "grid25"), seeds=(0,), profile="quick", options=None, sweep=None,
+         labels=None, out="results", jobs=1, threads=None, executor="auto", address=None, device="auto",
+         **settings) -> Plan:
+    """Every run of a study as a validated spec; raises BenchError before anything runs.
+
+    options: {"gmn": {"kernel": "energy"}, "ring8": {"std": 0.02}}; sweep: {"gan.d_steps": [1, 2],
+    "lr": [1e-4, 2e-4]} (the cartesian product); labels: {"gmn[kernel=energy]": "GMN energy"}."""
+    from bench.datasets import DATASETS
+    from methods import METHODS
+    methods = _names(METHODS, methods if methods is not None else METHODS.names())
+    datasets = _names(DATASETS, datasets)
+    seeds = parse_seeds(seeds)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise BenchError(f"--jobs takes a positive integer (processes at once); got {jobs!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise BenchError(f"--threads takes a positive integer; got {threads!r}")
+    executor = resolve_executor(executor, jobs)
+    if address is not None and executor != "ray":
+        raise BenchError("--address is the Ray cluster's address: use it with --executor ray")
+    if threads is None and executor != "sequential":
+        threads = max(1, cores() // jobs)  # N processes × threads ≤ cores
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} exists and is not a folder")
+
+    options = {k: dict(v) for k, v in (options or {}).items()}
+    for target in options:
+        if target not in methods + datasets:
+            raise BenchError(f"--set {target}.…: {target!r} is not among the chosen methods or datasets "
+                             f"({', '.join(methods + datasets)})")
+    settings = {k: parse_setting(k, v) for k, v in settings.items() if v is not None}
+    axes = []
+    for key, values in (sweep or {}).items():
+        if not isinstance(values, (list, tuple)) or not values:
+            raise BenchError(f"--sweep {key}: give one or more values, e.g. {key}=1,2,5; got {values!r}")
+        target, dot, option = key.partition(".")
+        if dot:
+            if target not in methods + datasets:
+                raise BenchError(f"--sweep {key}: {target!r} is not among the chosen methods or datasets "
+                                 f"({', '.join(methods + datasets)})")
+            axes.append([("option", target, option, v) for v in values])
+        elif key in SETTING_TYPES:
+            axes.append([("setting", None, key, parse_setting(key, v)) for v in values])
+        else:
+            raise BenchError(f"--sweep {key}: not a run setting ({', '.join(SETTING_TYPES)}) "
+                             f"nor NAME.OPTION of a chosen method or dataset")
+    labels = dict(labels or {})
+
+    planned, seen = [], set()
+    for point in itertools.product(*axes) if axes else [()]:
+        opts = {k: dict(v) for k, v in options.items()}
+        run = dict(settings)
+        for kind, target, key, value in point:
+            if kind == "option":
+                opts.setdefault(target, {})[key] = value
+            else:
+                run[key] = value
+        for d in datasets:
+            for m in methods:
+                for s in seeds:
+                    spec = specs.resolve(m, d, s, profile, opts.get(m, {}), opts.get(d, {}), device=device,
+                                         threads=threads, **run)
+                    if spec.variant in labels:
+                        spec = dataclasses.replace(spec, label=labels[spec.variant])
+                    if spec.run_id not in seen:  # a sweep of gan.d_steps leaves gmn's runs alone
+                        seen.add(spec.run_id)
+                        planned.append(spec)
+    return Plan(planned, out, jobs, threads, executor, address, device, datasets,
+                {d: options.get(d, {}) for d in datasets}, profile)
+
+
+def _names(registry, names) -> list[str]:
+    if isinstance(names, str):
+        return registry.parse(names)
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise BenchError(f"{registry.kind}s: give a list of names; got {names!r}")
+    return registry.parse(",".join(names))
+
+
+# ------------------------------------------------------------------------------- study files
+STUDY_KEYS = {"methods", "datasets", "seeds", "profile", "out", "jobs", "threads", "executor", "address",
+              "device", "set", "sweep", "labels", *SETTING_TYPES}
+
+
+def read_study(path: Path) -> dict:
+    """A TOML study file -> keyword arguments of :func:`plan`; every key and type checked."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as err:
+        raise BenchError(f"study file {path} cannot be read: {err.strerror or err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise BenchError(f"study file {path} is not valid TOML: {err}") from None
+    unknown = sorted(set(data) - STUDY_KEYS)
+    if unknown:
+        raise BenchError(f"study file {path}: unknown key {', '.join(unknown)}; allowed: {', '.join(sorted(STUDY_KEYS))}")
+
+    def need(key, kinds, what):
+        if key in data and (not isinstance(data[key], kinds) or isinstance(data[key], bool)):
+            raise BenchError(f"study file {path}: {key} takes {what}; got {data[key]!r}")
+    need("methods", (list, str), "a list of method names")
+    need("datasets", (list, str), "a list of dataset names")
+    need("seeds", (list, str), 'a list of seeds or a range such as "0-9"')
+    for key in ("profile", "out", "executor", "address", "device", "noise", "arch"):
+        need(key, str, "a string")
+    for key in ("set", "sweep", "labels"):
+        need(key, dict, "a table")
+    for key in ("methods", "datasets"):
+        if key in data and not data[key]:
+            raise BenchError(f"study file {path}: {key} is empty")
+    kwargs = {k: v for k, v in data.items() if k not in ("set", "sweep")}
+    options: dict[str, dict] = {}
+    for key, value in data.get("set", {}).items():
+        target, dot, option = key.partition(".")
+        if not dot or isinstance(value, dict):
+            raise BenchError(f"study file {path}: [set] takes \"NAME.OPTION\" = value; got {key!r}")
+        options.setdefault(target, {})[option] = value
+    kwargs["options"] = options
+    sweep = data.get("sweep", {})
+    for key, values in sweep.items():
+        if not isinstance(values, list) or not values:
+            raise BenchError(f"study file {path}: [sweep] {key} takes a non-empty list of values; got {values!r}")
+    kwargs["sweep"] = sweep
+    if "out" in kwargs:  # relative to where the command runs, as on the command line
+        kwargs["out"] = Path(kwargs["out"])
+    return kwargs
+
+
+# ---------------------------------------------------------------------------------- running
+@dataclasses.dataclass
+class Outcome:
+    planned: int
+    skipped: int
+    busy: int
+    ran: int
+    failed: int
+    diverged: int
+    seconds: float
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".bench-write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise BenchError(f"--out {out} is not writable ({err.strerror or err}); choose a folder you can write to") from None
+
+
+def prepare(plan_: Plan) -> None:
+    """Build once, before fanning out, what every worker would otherwise build at the same time:
+    the MNIST classifier/autoencoder caches and the KeOps formulas of the evaluation."""
+    from bench import environment
+    from bench.datasets import DATASETS
+    device = environment.resolve_device(plan_.device)
+    done = set()
+    for spec in plan_.specs:
+        key = (spec.dataset, specs.canonical_json(spec.options("dataset")))
+        if key in done:
+            continue
+        done.add(key)
+        dataset = DATASETS.create(spec.dataset, **spec.options("dataset"))
+        reference = dataset.reference(device)
+        if dataset.kind == "points":
+            dataset.evaluate(dataset.held_out(device), reference)
+        if spec.options("method").get("code_space") == "autoencoder":
+            dataset.autoencoder()
+
+
+def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) -> Outcome:
+    """Run what the plan holds and is not finished yet, store each record as it arrives."""
+    from tqdm import tqdm
+
+    from bench.harness import evaluate_calibration
+    start = time.perf_counter()
+    out = plan_.out
+    existing = {r["run_id"]: r for r in store.load_records(out)} if (out / "runs").exists() else {}
+    _check_writable(out)
+    finished = {rid for rid, r in existing.items() if r["status"] in store.FINISHED}
+    todo = [s for s in plan_.specs if force or s.run_id not in finished]
+    skipped = len(plan_.specs) - len(todo)
+    if skipped:
+        log(f"{skipped} of {len(plan_.specs)} runs already finished under {out}: skipped (--force reruns them)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # one lock file per run in flight
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    executor = make_executor(plan_.executor, plan_.jobs, plan_.threads or 1, plan_.address,
+                             progress=progress and plan_.executor == "sequential")
+    locks, busy = {}, []
+    counts = {"ok": 0, "diverged": 0, "error": 0}
+    try:
+        claimed = []
+        for spec in todo:
+            folder = store.run_dir(out, spec)
+            fd = store.claim(folder)
+            if fd is None:  # another bench process is training it right now
+                busy.append(folder)
+                continue
+            if not force and (folder / store.RECORD).exists() and \
+                    store.read_record(folder / store.RECORD)["status"] in store.FINISHED:
+                store.release(fd)  # finished by another process since we looked
+                skipped += 1
+                continue
+            locks[spec.run_id] = fd
+            claimed.append(spec)
+        if busy:
+            log(f"{len(busy)} runs are being trained by another process on {out}: left to it")
+        if claimed and plan_.executor != "sequential":
+            prepare(plan_)
+        bar = tqdm(total=len(claimed), unit="run", desc="study", disable=not progress or None, dynamic_ncols=True,
+                   position=0)
+        for spec, record, samples in executor.map(claimed):
+            record["runtime"] = {"executor": plan_.executor, "jobs": plan_.jobs, "threads": spec.threads}
+            try:
+                store.write_run(store.run_dir(out, spec), samples, record)
+            except OSError as err:
+                raise BenchError(f"cannot write the record of {spec.variant} on {spec.dataset} (seed {spec.seed}) "
+                                 f"under {out}: {err.strerror or err}; finished records are intact") from None
+            store.release(locks.pop(spec.run_id))
+            counts[record["status"]] += 1
+            bar.update(1)
+            if record["status"] == "diverged":
+                tqdm.write(f"warning: {spec.variant} on {spec.dataset} (seed {spec.seed}) diverged at step "
+                           f"{record['diverged_at_step']}; recorded as diverged, kept out of the means",
+                           file=sys.stderr)
+            elif record["status"] == "error":
+                tqdm.write(f"warning: {spec.variant} on {spec.dataset} (seed {spec.seed}) failed: "
+                           f"{record['error'].splitlines()[0]}; recorded as error, the study goes on",
+                           file=sys.stderr)
+        bar.close()
+        if busy:  # the report waits for them, so that it shows the whole study
+            log(f"waiting for the {len(busy)} runs of the other process to finish")
+            for folder in busy:
+                store.release(store.claim(folder, wait=True))
+    finally:
+        for fd in locks.values():
+            store.release(fd)
+        executor.close()
+    for d in plan_.datasets:  # reference rows (e.g. MNIST's training set and uniform noise)
+        options = plan_.dataset_options.get(d, {})
+        for record, samples in evaluate_calibration(d, plan_.profile, options, plan_.device):
+            folder = store.reference_dir(out, d, plan_.profile, record["variant"])
+            if force or not (folder / store.RECORD).exists():
+                store.write_run(folder, samples, record)
+    return Outcome(len(plan_.specs), skipped, len(busy), sum(counts.values()), counts["error"], counts["diverged"],
+                   time.perf_counter() - start)
+
+
+@dataclasses.dataclass
+class StudyResult:
+    """What :func:`study` returns: the tables as pandas DataFrames and the figures' paths."""
+    outcome: Outcome
+    runs: object
+    summary: object
+    comparison: object
+    figures: list
+
+    def __repr__(self):
+        o = self.outcome
+        return (f"StudyResult({o.ran} runs ran, {o.skipped} skipped, {o.failed} failed, {o.diverged} diverged; "
+                f"summary {self.summary.shape}, comparison {self.comparison.shape}, {len(self.figures)} figures)")
+
+
+def study(methods=None, datasets=("ring8", "grid25"), seeds=(0,), out="results", *, force=False, progress=False,
+          quiet=True, **kwargs) -> StudyResult:
+    """Run a study from Python (same validation as the CLI) and return its tables.
+
+    Keyword arguments are those of :func:`plan` (profile, options, sweep, labels, jobs, threads,
+    executor, address, device, and run settings such as steps or budget_seconds)."""
+    from bench import report
+    plan_ = plan(methods, datasets, seeds, out=out, **kwargs)
+    outcome = execute(plan_, force=force, progress=progress, log=(lambda *a: None) if quiet else print)
+    tables = report.build(plan_.out, print_fn=(lambda *a: None) if quiet else print)
+    return StudyResult(outcome, tables.runs, tables.summary, tables.comparison, tables.figures)

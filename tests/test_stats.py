@@ -1,0 +1,97 @@
+"""Statistics over seeds against scipy and values known in closed form."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from bench import stats
+from bench.report import comparison_table, summary_table
+
+
+def test_mean_ci_is_the_student_t_interval():
+    x = [0.3, 0.5, 0.4, 0.9, 0.2]
+    mean, lo, hi = stats.mean_ci(x)
+    ref = sps.t.interval(0.95, 4, loc=np.mean(x), scale=np.std(x, ddof=1) / math.sqrt(5))
+    assert mean == pytest.approx(0.46) and (lo, hi) == pytest.approx(ref)
+    assert math.isnan(stats.mean_ci([1.0])[1]) and stats.mean_ci([2.0, 2.0]) == (2.0, 2.0, 2.0)
+    assert stats.mean_ci([1.0, None, float("nan"), 3.0])[0] == 2.0  # missing values are not zeros
+
+
+def test_interval_covers_the_true_mean_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    hits = [lo <= 1.0 <= hi for lo, hi in (stats.mean_ci(rng.normal(1.0, 2.0, 6))[1:] for _ in range(4000))]
+    assert 0.94 < np.mean(hits) < 0.96  # binomial sd at 4,000 trials: 0.0034
+
+
+def test_paired_comparison_is_the_exact_wilcoxon_with_its_smallest_possible_p():
+    a = {s: 1.0 + 0.1 * s for s in range(10)}
+    b = {s: 0.5 + 0.1 * s + 0.01 * (s % 3) for s in range(10)}
+    c = stats.compare(a, b, better="lower")
+    assert c.test.startswith("Wilcoxon")
+    assert c.p == pytest.approx(2 / 2 ** 10)  # all 10 differences positive: the exact two-sided p
+    assert c.p == pytest.approx(sps.wilcoxon(list(a.values()), list(b.values())).pvalue)
+    assert c.p_min == pytest.approx(2 / 2 ** 10)
+    assert c.a_better == 0.0 and c.diff > 0  # lower is better and A is always higher
+    assert c.diff_lo < c.diff < c.diff_hi
+
+
+def test_unpaired_comparison_is_mann_whitney_with_common_language_effect_size():
+    a = {0: 1.0, 1: 2.0, 2: 3.0, 3: 4.0, 4: 5.0}
+    b = {5: 6.0, 6: 7.0, 7: 8.0, 8: 9.0, 9: 10.0}  # other seeds: not paired
+    c = stats.compare(a, b, better="higher")
+    assert c.test == "Mann-Whitney U"
+    assert c.p == pytest.approx(2 / math.comb(10, 5))  # complete separation, exact
+    assert c.a_better == 0.0 and stats.compare(b, a, "higher").a_better == 1.0
+    mixed = stats.compare({0: 1.0, 1: 3.0}, {2: 2.0, 3: 4.0, 4: 0.0}, "higher")
+    assert mixed.a_better == pytest.approx(3 / 6)  # pairs A > B: (1>0), (3>2), (3>0) of 6
+
+
+def test_identical_runs_give_p_one_and_too_few_seeds_give_no_test():
+    same = {0: 1.0, 1: 2.0, 2: 3.0}
+    assert stats.compare(same, dict(same), "lower").p == 1.0
+    assert stats.compare({0: 1.0}, {0: 2.0}, "lower") is None
+
+
+def test_holm_adjustment_by_hand():
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_verdict_says_when_the_seeds_cannot_reach_significance():
+    a, b = {s: float(s) for s in range(5)}, {s: s + 1.0 for s in range(5)}
+    c = stats.compare(a, b, "lower")
+    text = stats.verdict("gmn", "gan", "MMD²", c, min(1.0, c.p * 12), tests=12)
+    assert text.startswith("cannot be significant") and "n = 5 seeds" in text
+    big = stats.compare({s: float(s) for s in range(12)}, {s: s + 1.0 for s in range(12)}, "lower")
+    assert stats.verdict("gmn", "gan", "MMD²", big, big.p, 1).startswith("gmn is better than gan on MMD²")
+
+
+def _runs(values: dict, status=None) -> pd.DataFrame:
+    rows = []
+    for variant, per_seed in values.items():
+        for seed, v in enumerate(per_seed):
+            rows.append({"dataset": "ring8 · quick", "variant": variant, "method": variant, "seed": seed,
+                         "status": (status or {}).get((variant, seed), "ok"), "mmd2": v})
+    df = pd.DataFrame(rows)
+    for k in ("fid", "kid", "precision", "recall", "density", "coverage", "classifier_score", "digits_covered",
+              "kl_digits", "modes_covered", "high_quality_pct", "kl_modes", "energy", "train_seconds",
+              "steps_per_second"):
+        df[k] = np.nan
+    return df
+
+
+def test_summary_against_numpy_and_diverged_runs_are_counted_not_averaged():
+    runs = _runs({"gmn": [0.1, 0.2, 0.4, 1e29], "gan": [0.5, 0.6, 0.7, 0.9]}, status={("gmn", 3): "diverged"})
+    summary = summary_table(runs).set_index("variant")
+    x = np.array([0.1, 0.2, 0.4])
+    half = sps.t.ppf(0.975, 2) * x.std(ddof=1) / math.sqrt(3)
+    assert summary.loc["gmn", "seeds"] == 3 and summary.loc["gmn", "n_diverged"] == 1
+    assert summary.loc["gmn", "mmd2"] == pytest.approx(x.mean())
+    assert summary.loc["gmn", "mmd2_hi"] - summary.loc["gmn", "mmd2"] == pytest.approx(half)
+    assert summary.loc["gmn", "mmd2_std"] == pytest.approx(x.std(ddof=1))
+    comparison = comparison_table(runs)
+    # both ran seeds 0-3; gmn's seed 3 diverged: the 3 seeds both finished are compared in pairs
+    assert len(comparison) == 1 and comparison["n_a"].iloc[0] == comparison["n_b"].iloc[0] == 3
+    assert comparison["test"].iloc[0].startswith("Wilcoxon")
+    assert comparison["a"].iloc[0] == "gmn" and comparison["diff"].iloc[0] == pytest.approx(-np.mean([0.4, 0.4, 0.3]))
