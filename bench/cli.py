@@ -53,8 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild tables and plots from stored records, without training")
     report.add_argument("--out", type=Path, default=Path("results"))
 
-    perf = sub.add_parser("perf", help="time the MMD backends (value + gradient) on a grid of sizes")
-    perf.add_argument("what", choices=["mmd"])
+    perf = sub.add_parser("perf", help="mmd: time the MMD backends on a grid of sizes; study: the executors' "
+                                       "throughput on a toy study")
+    perf.add_argument("what", choices=["mmd", "study"])
+    perf.add_argument("--steps", type=int, default=400, help="study: steps per run (default 400)")
+    perf.add_argument("--seeds", type=int, default=4, help="study: seeds per (method, dataset) (default 4)")
     perf.add_argument("--sizes", default="1000,10000,100000,1000000", help="comma-separated N (= M)")
     perf.add_argument("--dims", default="2,32,784", help="comma-separated dimensions D")
     perf.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -151,6 +154,12 @@ def _positive_ints(text: str, flag: str) -> list[int]:
 
 def cmd_perf(args) -> None:
     from bench import environment, perf
+    if args.what == "study":
+        from bench import studies
+        if args.steps < 1 or args.seeds < 2:
+            raise BenchError(f"perf study needs --steps >= 1 and --seeds >= 2; got {args.steps}, {args.seeds}")
+        studies.benchmark(args.steps, args.seeds, args.out)
+        return
     sizes, dims = _positive_ints(args.sizes, "--sizes"), _positive_ints(args.dims, "--dims")
     if args.max_seconds <= 0:
         raise BenchError(f"--max-seconds must be positive; got {args.max_seconds}")

@@ -390,3 +390,66 @@ def study(methods=None, datasets=("ring8", "grid25"), seeds=(0,), out="results",
     outcome = execute(plan_, force=force, progress=progress, log=(lambda *a: None) if quiet else print)
     tables = report.build(plan_.out, print_fn=(lambda *a: None) if quiet else print)
     return StudyResult(outcome, tables.runs, tables.summary, tables.comparison, tables.figures)
+
+
+# ------------------------------------------------------------------------- executor benchmark
+def benchmark(steps: int = 400, seeds: int = 4, out: Path = Path("results/perf"), log=print):
+    """``python -m bench perf study``: one toy study (3 methods × 2 datasets × ``seeds`` seeds,
+    ``steps`` steps) run four ways in one session — one process at torch's default threads, one
+    process at 1 thread, ``--jobs 2`` and Ray with 2 workers — then resumed with nothing left to
+    do. Prints throughputs and ratios; checks that every way gave the same metrics."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    import pandas as pd
+
+    from bench import report
+    ways = [("jobs 1, default threads", dict(jobs=1)), ("jobs 1, 1 thread", dict(jobs=1, threads=1)),
+            ("jobs 2 (1 thread each)", dict(jobs=2)), ("ray, 2 workers", dict(jobs=2, executor="ray"))]
+    root = Path(tempfile.mkdtemp(prefix="bench-perf-study-"))
+    rows, finals = [], {}
+    try:
+        for name, how in ways:
+            folder = root / name.split(" (")[0].replace(" ", "-").replace(",", "")
+            p = plan(["gmn", "gan", "nsgan"], ["ring8", "grid25"], list(range(seeds)), out=folder, steps=steps,
+                     eval_points=1, device="cpu", **how)
+            t0 = time.perf_counter()
+            outcome = execute(p, progress=False, log=lambda *a: None)
+            seconds = time.perf_counter() - t0
+            if outcome.failed:
+                raise BenchError(f"{outcome.failed} runs failed under {name}; see {folder}")
+            finals[name] = report.runs_table(store.load_records(folder)).sort_values(
+                ["dataset", "variant", "seed"])[["mmd2", "energy", "modes_covered", "high_quality_pct"]].to_numpy()
+            rows.append({"way": name, "runs": outcome.ran, "seconds": seconds, "runs_per_minute": 60 * outcome.ran / seconds,
+                         "threads_per_run": p.threads or "default"})
+            log(f"  {name:<26} {outcome.ran} runs in {seconds:6.1f} s")
+        t0 = time.perf_counter()
+        resumed = subprocess.run([sys.executable, "-m", "bench", "run", "--methods", "gmn,gan,nsgan", "--datasets",
+                                  "ring8,grid25", "--seeds", f"0-{seeds - 1}", "--steps", str(steps), "--eval-points", "1",
+                                  "--device", "cpu", "--out", str(root / "jobs-1-default-threads"), "--no-progress"],
+                                 capture_output=True, text=True)
+        resume_seconds = time.perf_counter() - t0
+        if resumed.returncode != 0:
+            raise BenchError(f"the resumed study failed: {resumed.stderr.strip().splitlines()[-1:]}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    df = pd.DataFrame(rows).set_index("way")
+    rate = df["runs_per_minute"]
+    base = finals[ways[0][0]]
+    same = {name: bool(((f == base) | (pd.isna(f) & pd.isna(base))).all()) for name, f in finals.items()}
+    ratios = {
+        "jobs 2 / jobs 1 at 1 thread (target ≥ 1.8)": rate[ways[2][0]] / rate[ways[1][0]],
+        "jobs 2 / jobs 1 at default threads (target ≥ 1)": rate[ways[2][0]] / rate[ways[0][0]],
+        "ray / jobs 2 throughput (target ≥ 1/1.15 = 0.87)": rate[ways[3][0]] / rate[ways[2][0]],
+    }
+    df["same_metrics_as_first"] = pd.Series(same)
+    log("\n" + df.to_string(float_format=lambda v: f"{v:.3g}"))
+    for text, value in ratios.items():
+        log(f"{text}: {value:.2f}")
+    log(f"resumed study with nothing left to do (whole command, imports included; target < 10 s): "
+        f"{resume_seconds:.1f} s")
+    out = Path(out)
+    store.atomic_write(out / "study_cpu.csv", lambda f: f.write(
+        df.assign(resume_seconds=resume_seconds).to_csv().encode()))
+    return df, ratios, resume_seconds
