@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,9 @@ def _parse_seeds(text: str) -> list[int]:
 
 
 def _parse_settings(items: list[str], methods: list[str], datasets: list[str]) -> dict[str, dict]:
-    """``--set gmn.kernel=energy --set ring8.std=0.02`` -> {"gmn": {"kernel": "energy"}, ...}."""
+    """``--set gmn.kernel=energy --set ring8.std=0.02`` -> {"gmn": {"kernel": "energy"}, "ring8": {"std": "0.02"}}.
+
+    Values stay text: the registry reads each by the option's declared type (bench.options)."""
     settings: dict[str, dict] = {}
     for item in items:
         target, _, rest = item.partition(".")
@@ -33,11 +34,7 @@ def _parse_settings(items: list[str], methods: list[str], datasets: list[str]) -
         if target not in methods + datasets:
             raise BenchError(f"--set {item!r}: {target!r} is not among the chosen methods or datasets "
                              f"({', '.join(methods + datasets)})")
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = value  # a bare word such as energy
-        settings.setdefault(target, {})[key] = parsed
+        settings.setdefault(target, {})[key] = value
     return settings
 
 

@@ -46,7 +46,9 @@ class RunConfig:
                              f"choose from: {', '.join(dataset_cls.profiles)}")
         defaults = dataset_cls.profiles[self.profile]
         filled = dataclasses.replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
-        filled.method_options = {**dataset_cls.method_defaults(self.method, self.method_options), **self.method_options}
+        given = METHODS.validate(self.method, self.method_options)  # text from --set -> typed values
+        filled.method_options = METHODS.validate(self.method, {**dataset_cls.method_defaults(self.method, given), **given})
+        filled.dataset_options = DATASETS.validate(self.dataset, self.dataset_options)
         if filled.method_options.get("code_space") == "autoencoder" and not hasattr(dataset_cls, "autoencoder"):
             raise BenchError(f"{self.method} with code_space=autoencoder needs a dataset with an autoencoder "
                              f"(mnist); {self.dataset} has none")
@@ -165,6 +167,7 @@ def train_and_evaluate(config: RunConfig, out: Path | None = None, progress: boo
         "steps_done": step,
         "config": dataclasses.asdict(cfg),
         "method_settings": method.options(),
+        "method_learned": method.learned(),
         "timing": {"train_seconds": train_seconds, "eval_seconds": eval_seconds,
                    "steps_per_second": final["steps_per_second"]},
         "evaluation": {"samples": dataset.eval_size, "mmd_kernel": "gaussian", "mmd_estimator": "unbiased",

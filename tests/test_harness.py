@@ -59,7 +59,9 @@ def test_record_says_what_produced_it(tmp_path):
     env = saved["environment"]
     assert env["versions"]["torch"] == torch.__version__.split("+")[0] or env["versions"]["torch"]
     assert env["device"] == "cpu" and env["git_revision"]
-    assert saved["method_settings"]["bandwidths"] and saved["method_settings"]["backend_used"] in ("dense", "keops")
+    assert saved["method_settings"]["bandwidths"] is None  # as configured: the median heuristic
+    learned = saved["method_learned"]
+    assert len(learned["bandwidths_"]) == 7 and learned["backend_used_"] in ("dense", "keops")
     assert saved["timing"]["train_seconds"] > 0 and math.isfinite(saved["timing"]["steps_per_second"])
     samples = np.load(tmp_path / "runs/ring8/quick/gmn/seed0/samples.npz")["samples"]
     assert samples.shape == (2500, 2)
