@@ -8,14 +8,21 @@ import numpy as np
 import torch
 
 from bench import metrics, mmd, mnist
+from bench.options import Integer, Optional, Real, Text
 from bench.registry import Registry
 
 DATASETS = Registry("dataset")
 EVAL_SEED = 2_147_483_647  # held-out data never shares a seed with training streams
 
 
+POSITIVE = Real(min=0, exclusive=True)
+
+
 class Dataset:
-    """A source of training samples, a held-out reference set and the metrics that compare them."""
+    """A source of training samples, a held-out reference set and the metrics that compare them.
+    Options are the keyword arguments of ``__init__``, their values declared in ``constraints``
+    (:mod:`bench.options`) and checked by the registry before ``__init__`` runs."""
+    constraints: dict = {}
     dim: int
     kind = "points"  # "points" (plotted as a scatter, or a histogram in 1-D) or "images"
     eval_size = 2500
@@ -59,12 +66,9 @@ class Dataset:
 class GaussianMixture(Dataset):
     """Equal-weight isotropic Gaussian mixture with known means: mode coverage is measurable and
     the density is known in closed form."""
+    constraints = {"std": POSITIVE, "n_std": POSITIVE}
 
     def __init__(self, means: torch.Tensor, std: float, n_std: float = 3.0):
-        if std <= 0:
-            raise ValueError(f"std must be positive; got {std}")
-        if n_std <= 0:
-            raise ValueError(f"n_std must be positive; got {n_std}")
         self.means = means.to(torch.float32)
         self.dim = self.means.shape[1]
         self.std, self.n_std = float(std), float(n_std)
@@ -89,10 +93,9 @@ class GaussianMixture(Dataset):
 @DATASETS.register("ring8")
 class Ring8(GaussianMixture):
     """8 Gaussians on a circle of radius 1, std 0.01 (VEEGAN/PacGAN)."""
+    constraints = {**GaussianMixture.constraints, "modes": Integer(min=1), "radius": POSITIVE}
 
     def __init__(self, modes: int = 8, radius: float = 1.0, std: float = 0.01, n_std: float = 3.0):
-        if modes < 1 or radius <= 0:
-            raise ValueError(f"need modes >= 1 and radius > 0; got {modes}, {radius}")
         # i/modes, not linspace(0, 2π, modes): that puts the first and last mean on one point
         angle = 2 * math.pi * torch.arange(modes, dtype=torch.float64) / modes
         super().__init__(radius * torch.stack([angle.cos(), angle.sin()], 1), std, n_std)
@@ -101,10 +104,9 @@ class Ring8(GaussianMixture):
 @DATASETS.register("grid25")
 class Grid25(GaussianMixture):
     """25 Gaussians on the grid {-4,-2,0,2,4}², std 0.05 (VEEGAN/PacGAN)."""
+    constraints = {**GaussianMixture.constraints, "side": Integer(min=1), "spacing": POSITIVE}
 
     def __init__(self, side: int = 5, spacing: float = 2.0, std: float = 0.05, n_std: float = 3.0):
-        if side < 1 or spacing <= 0:
-            raise ValueError(f"need side >= 1 and spacing > 0; got {side}, {spacing}")
         ticks = spacing * (torch.arange(side, dtype=torch.float64) - (side - 1) / 2)
         gx, gy = torch.meshgrid(ticks, ticks, indexing="ij")
         super().__init__(torch.stack([gx.flatten(), gy.flatten()], 1), std, n_std)
@@ -113,6 +115,7 @@ class Grid25(GaussianMixture):
 @DATASETS.register("gauss1d")
 class Gauss1D(GaussianMixture):
     """One 1-D Gaussian N(mean, std²), density known in closed form (the theory lab's data)."""
+    constraints = {**GaussianMixture.constraints, "mean": Real()}
 
     def __init__(self, mean: float = 2.0, std: float = 0.5, n_std: float = 3.0):
         super().__init__(torch.tensor([[float(mean)]]), std, n_std)
@@ -121,10 +124,9 @@ class Gauss1D(GaussianMixture):
 @DATASETS.register("mix1d")
 class Mix1D(GaussianMixture):
     """Two-mode 1-D mixture ½N(-separation/2, std²) + ½N(separation/2, std²), density known."""
+    constraints = {**GaussianMixture.constraints, "separation": POSITIVE}
 
     def __init__(self, separation: float = 4.0, std: float = 0.5, n_std: float = 3.0):
-        if separation <= 0:
-            raise ValueError(f"separation must be positive; got {separation}")
         super().__init__(torch.tensor([[-separation / 2], [separation / 2]]), std, n_std)
 
 
@@ -133,6 +135,7 @@ class MNIST(Dataset):
     """The real MNIST (60k train, 10k test), quality measured in an MNIST classifier's features."""
     kind = "images"
     dim = 784
+    constraints = {"data_dir": Optional(Text()), "digits_min_share": Real(min=0, max=1)}
     eval_size = 10_000  # generated samples per evaluation, against the 10,000 test images
     pixel_mmd_size = 2_500  # pixel-space MMD²/energy on the first 2,500 of each (784-D, float64)
     eval_bandwidth_factors = (0.5, 1.0, 2.0)  # × median distance: smaller σ in 784-D sees nothing

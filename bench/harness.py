@@ -137,7 +137,7 @@ def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> 
         "spec": spec.to_dict(),
         "identity": spec.identity(),
         "method_settings": method.options(),
-        "learned": {k: v for k, v in vars(method).items() if k.endswith("_") and not k.startswith("_")},
+        "method_learned": method.learned(),
         "timing": {"train_seconds": train_seconds, "eval_seconds": eval_seconds,
                    "steps_per_second": final["steps_per_second"]},
         "evaluation": {"samples": dataset.eval_size, "mmd_kernel": "gaussian", "mmd_estimator": "unbiased",

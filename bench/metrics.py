@@ -16,7 +16,7 @@ def nearest_modes(samples: torch.Tensor, means: torch.Tensor) -> tuple[torch.Ten
 
 
 def mode_metrics(samples: torch.Tensor, means: torch.Tensor, std: float, n_std: float = 3.0) -> dict:
-    """The VEEGAN/PacGAN protocol (GUIDE.md).
+    """Mode metrics of VEEGAN (Srivastava et al. 2017) and PacGAN (Lin et al. 2018), as in the README.
 
     A sample is high quality if it lies within ``n_std`` std of its nearest mode; a mode is
     covered if it is the nearest mode of at least one high-quality sample; KL is that of the

@@ -4,6 +4,8 @@ from __future__ import annotations
 import inspect
 from typing import Callable
 
+from bench.options import OptionError, validate_options
+
 
 class BenchError(ValueError):
     """Bad input from the user: the CLI prints the message and exits with code 2."""
@@ -36,14 +38,25 @@ class Registry:
             raise BenchError(f"unknown {self.kind} {name!r}; choose from: {', '.join(self.names())}")
         return self._entries[name]
 
-    def create(self, name: str, **options):
-        """Build an entry, checking the options against its constructor's keyword arguments."""
+    def validate(self, name: str, options: dict) -> dict:
+        """The options checked against the constructor's keyword arguments (names) and the
+        entry's declared ``constraints`` (values, see :mod:`bench.options`), normalised."""
         factory = self.get(name)
         allowed = [p for p in inspect.signature(factory).parameters if p != "self"]
         unknown = sorted(set(options) - set(allowed))
         if unknown:
             raise BenchError(f"{self.kind} {name!r} has no option {', '.join(unknown)}; "
                              f"its options are: {', '.join(allowed) or '(none)'}")
+        try:
+            return validate_options(name, getattr(factory, "constraints", None), options)
+        except OptionError as err:
+            raise BenchError(str(err)) from None
+
+    def create(self, name: str, **options):
+        """Build an entry from validated options; the class's own cross-option checks (ValueError)
+        become BenchError too."""
+        options = self.validate(name, options)
+        factory = self.get(name)
         try:
             return factory(**options)
         except (TypeError, ValueError) as err:

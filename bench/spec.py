@@ -142,14 +142,12 @@ def signature_defaults(factory) -> dict:
 
 
 def _canonical_options(registry, name: str, options: dict, extra_defaults: dict | None = None):
-    """Build an entry (validating its options) and return it with every option, defaults filled
-    in, as the built entry normalised them."""
-    given = {**(extra_defaults or {}), **options}
+    """Build an entry (validating its options: types, constraints, cross-option checks) and
+    return it with every option, defaults filled in, normalised by the validator."""
+    given = registry.validate(name, {**(extra_defaults or {}), **options})
     built = registry.create(name, **given)
-    normalised = built.options() if hasattr(built, "options") else {}
     merged = {**signature_defaults(registry.get(name)), **given}
-    out = {k: normalised.get(k, v) for k, v in merged.items()}
-    return built, {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
+    return built, {k: (list(v) if isinstance(v, tuple) else v) for k, v in merged.items()}
 
 
 def _positive_int(name, value):
@@ -202,7 +200,7 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
     if device not in ("auto", "cpu", "cuda"):
         raise BenchError(f"unknown device {device!r}; choose from auto, cpu, cuda")
 
-    method_options = dict(method_options or {})
+    method_options = METHODS.validate(method, dict(method_options or {}))  # text from --set -> typed values
     on_dataset = dataset_cls.method_defaults(method, method_options)
     built, m_opts = _canonical_options(METHODS, method, method_options, on_dataset)
     m_defaults = _canonical_options(METHODS, method, {}, on_dataset)[1] if method_options else m_opts
@@ -233,6 +231,7 @@ def _dataset_options(name: str, options: dict) -> dict:
     from bench.datasets import DATASETS
     key = canonical_json([name, options])
     if key not in _DATASET_CACHE:
+        options = DATASETS.validate(name, options)
         DATASETS.create(name, **options)
         full = {**signature_defaults(DATASETS.get(name)), **options}
         _DATASET_CACHE[key] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in full.items()}

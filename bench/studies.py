@@ -90,13 +90,10 @@ def parse_setting(name: str, value):
     return value
 
 
-def parse_option(text: str):
-    """An option value as typed on the command line: a Python literal, else a bare word."""
-    import ast
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+def parse_option(text: str) -> str:
+    """An option value as typed on the command line stays text: the method's or dataset's
+    declared constraints read it by type when the run is resolved (bench.options)."""
+    return text
 
 
 # ------------------------------------------------------------------------------------ planning

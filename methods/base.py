@@ -23,8 +23,13 @@ class Method:
     """One training objective. Subclasses implement :meth:`step`; the harness owns the loop,
     seeds, devices, timing, evaluation and files, so a method never prints, saves or times.
 
-    Options are keyword arguments of ``__init__`` (set with ``--set name.option=value``).
+    Options are keyword arguments of ``__init__`` (set with ``--set name.option=value``), whose
+    values ``constraints`` declares (:mod:`bench.options`; the registry checks them before
+    ``__init__`` runs). ``__init__`` stores each option under its own name and checks only rules
+    between options; values learned during a run go in attributes ending in ``_`` (scikit-learn's
+    convention), so ``type(m)(**m.options())`` rebuilds the method as it was configured.
     """
+    constraints: dict = {}
     uses_discriminator = False
     uses_autoencoder = False  # the harness then builds G as frozen decoder ∘ code generator
 
@@ -36,8 +41,12 @@ class Method:
         raise NotImplementedError
 
     def options(self) -> dict:
-        """The method's settings, for the run record."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+        """The settings the method was built with (its constructor's arguments), for the run record."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and not k.endswith("_")}
+
+    def learned(self) -> dict:
+        """What the method set during the run (attributes ending in ``_``), for the run record."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_") and k.endswith("_")}
 
 
 def set_requires_grad(net: nn.Module, flag: bool) -> None:

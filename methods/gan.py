@@ -2,6 +2,7 @@
 import torch
 import torch.nn.functional as F
 
+from bench.options import Integer
 from methods import register_method
 from methods.base import Method, set_requires_grad
 
@@ -10,11 +11,11 @@ from methods.base import Method, set_requires_grad
 class MinimaxGAN(Method):
     """Minimax GAN: D ascends log D(x) + log(1-D(G(z))); G descends log(1-D(G(z))) (saturating)."""
     uses_discriminator = True
+    constraints = {"d_steps": Integer(min=1)}
 
     def __init__(self, d_steps: int = 1):
-        if int(d_steps) < 1:
-            raise ValueError(f"d_steps must be >= 1; got {d_steps}")
-        self.d_steps = int(d_steps)
+        """d_steps: discriminator steps per generator step (k in Algorithm 1)."""
+        self.d_steps = d_steps
 
     # Losses from logits l, D = sigmoid(l): log D = -softplus(-l), log(1 - D) = -softplus(l).
     @staticmethod

@@ -1,10 +1,26 @@
 import pytest
 import torch
 
+from bench import mnist
+
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic_cache(tmp_path_factory):
+    """Every test session caches the MNIST classifier and autoencoder in a fresh folder of its own
+    (BENCH_CACHE_DIR), never in ~/.cache/bench: they are trained once per session, and the
+    memoised loaders are cleared around it so that no model from another folder is reused."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(mnist.ENV_CACHE, str(tmp_path_factory.mktemp("bench_cache")))
+        mnist.classifier.cache_clear()
+        mnist.autoencoder.cache_clear()
+        yield
+        mnist.classifier.cache_clear()
+        mnist.autoencoder.cache_clear()
 
 
 def direct_mmd2(x, y, kernel, bandwidths, estimator, a=None, b=None):

@@ -58,7 +58,7 @@ def test_run_writes_records_tables_and_plots_and_report_rebuilds_them(tmp_path, 
     (["--executor", "slurm"], "unknown executor 'slurm'"),
     (["--address", "127.0.0.1:1"], "use it with --executor ray"),
     (["--batch-size", "1"], "batch_size must be at least 2"),
-    (["--set", "gmn.kernel=rbf"], "unknown kernel 'rbf'"),
+    (["--set", "gmn.kernel=rbf"], "gmn option kernel takes one of gaussian, laplacian, energy; got 'rbf'"),
     (["--set", "gmn.bogus=1"], "has no option bogus"),
     (["--set", "wgan.x=1"], "not among the chosen"),
 ])

@@ -74,5 +74,40 @@ def test_registry_lists_three_objectives_and_rejects_unknown_names_and_options()
         METHODS.create("wgan")
     with pytest.raises(BenchError, match="options are: d_steps"):
         METHODS.create("gan", k=2)
-    with pytest.raises(BenchError, match="d_steps"):
+    with pytest.raises(BenchError, match="gan option d_steps takes an integer >= 1; got 0"):
         METHODS.create("gan", d_steps=0)
+
+
+_SETTINGS = {"gmn": dict(kernel="laplacian", bandwidth_factors="1,0.25", estimator="biased", root="true"),
+             "gan": dict(d_steps="2"), "nsgan": dict(d_steps=3)}
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_options_are_the_constructor_settings_before_and_after_training(name):
+    """scikit-learn's convention: settings stay as built, what a run learns ends in _."""
+    cls = METHODS.get(name)
+    method = METHODS.create(name, **_SETTINGS.get(name, {}))
+    before = method.options()
+    assert set(before) == set(cls.constraints)  # every constructor argument, nothing learned
+    assert cls(**before).options() == before
+    nets, real = _nets(cls.uses_discriminator), _real()
+    for _ in range(3):
+        method.step(nets, real)
+    assert method.options() == before
+    rebuilt = cls(**method.options())
+    assert type(rebuilt) is cls and rebuilt.options() == before
+    assert not any(k.endswith("_") for k in before)
+
+
+def test_gmn_keeps_learned_bandwidths_and_backend_apart_from_its_settings():
+    nets, real = _nets(False), _real()
+    method = METHODS.create("gmn")
+    assert method.learned() == {"bandwidths_": None, "backend_used_": None}
+    method.step(nets, real)
+    assert method.bandwidths is None and len(method.bandwidths_) == 7 and method.backend_used_ in ("dense", "keops")
+    fixed = METHODS.create("gmn", bandwidths="0.5,2")
+    fixed.step(nets, real)
+    assert fixed.bandwidths == fixed.bandwidths_ == (0.5, 2.0)
+    energy = METHODS.create("gmn", kernel="energy")
+    energy.step(nets, real)
+    assert energy.bandwidths_ is None and energy.options()["kernel"] == "energy"

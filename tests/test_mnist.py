@@ -19,7 +19,16 @@ TRAIN_CLASS_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 
 @pytest.fixture(scope="module")
 def data():
-    return mnist.load()
+    """The local MNIST files ($BENCH_MNIST_DIR, ../shared/data/mnist, ...); the tests skip, saying
+    where they looked, when there are none: they never start the downloader."""
+    try:
+        return mnist.load(download=False)
+    except BenchError as err:
+        if not str(err).startswith("MNIST not found"):
+            raise  # present but corrupt is a failure, not a skip
+        looked = ", ".join(str(d) for d in mnist.candidate_dirs())
+        pytest.skip(f"no local MNIST files (looked in {looked}); set {mnist.ENV_DATA} to a folder holding "
+                    "the four files: the tests never download them")
 
 
 def test_loader_checksums_and_known_facts(data):
@@ -70,16 +79,44 @@ def test_frechet_distance_matches_scipy_sqrtm():
     assert metrics.frechet_distance(a, a) == pytest.approx(0, abs=1e-8)
 
 
+def _loop_kid_mmd2(x, y):
+    """Unbiased MMD² with the KID kernel (xᵀy/d + 1)³, as explicit loops over pairs."""
+    d = x.shape[1]
+    k = lambda u, v: (float(u @ v) / d + 1) ** 3
+    n, m = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i, j in itertools.permutations(range(n), 2)) / (n * (n - 1))
+    yy = sum(k(y[i], y[j]) for i, j in itertools.permutations(range(m), 2)) / (m * (m - 1))
+    xy = sum(k(a, b) for a in x for b in y) / (n * m)
+    return xx + yy - 2 * xy
+
+
 def test_kid_matches_double_loop():
     x, y = torch.randn(6, 4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64) + 0.5
-    k = lambda u, v: (float(u @ v) / 4 + 1) ** 3
-    xx = sum(k(x[i], x[j]) for i, j in itertools.permutations(range(6), 2)) / 30
-    yy = sum(k(y[i], y[j]) for i, j in itertools.permutations(range(5), 2)) / 20
-    xy = sum(k(a, b) for a in x for b in y) / 30
-    assert metrics.polynomial_mmd2_unbiased(x, y).item() == pytest.approx(xx + yy - 2 * xy)
+    assert metrics.polynomial_mmd2_unbiased(x, y).item() == pytest.approx(_loop_kid_mmd2(x, y))
     # subsets holding every sample: each is the full set permuted, so the same value, std 0
     mean, std = metrics.kernel_inception_distance(x[:5], y, subsets=3, subset_size=5)
-    assert mean == pytest.approx(metrics.polynomial_mmd2_unbiased(x[:5], y).item()) and std < 1e-12
+    assert mean == pytest.approx(_loop_kid_mmd2(x[:5], y)) and std < 1e-12
+
+
+def test_kid_on_subsets_smaller_than_the_sets_matches_loops_over_the_same_subsets():
+    """Bińkowski et al. 2018: each subset draws real then fake indices without replacement from
+    one generator seeded with ``seed``; mean and (n−1) std of the per-subset values."""
+    x, y = torch.randn(12, 3, dtype=torch.float64), torch.randn(10, 3, dtype=torch.float64) * 1.5 + 0.3
+    gen, values = torch.Generator().manual_seed(7), []
+    for _ in range(5):
+        ix, iy = torch.randperm(12, generator=gen)[:4], torch.randperm(10, generator=gen)[:4]
+        values.append(_loop_kid_mmd2(x[ix], y[iy]))
+    mean, std = metrics.kernel_inception_distance(x, y, subsets=5, subset_size=4, seed=7)
+    assert mean == pytest.approx(np.mean(values)) and std == pytest.approx(np.std(values, ddof=1))
+    assert std > 0  # the subsets differ: the example exercises the subsetting
+
+
+def test_kid_subset_mean_is_the_full_sets_unbiased_mmd2_in_expectation():
+    """The unbiased estimator on random subsets averages to its value on the whole sets (a
+    U-statistic), independently of how the subsets are drawn."""
+    x, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(7, 3, dtype=torch.float64) + 0.7
+    mean, std = metrics.kernel_inception_distance(x, y, subsets=4000, subset_size=4)
+    assert mean == pytest.approx(_loop_kid_mmd2(x, y), abs=5 * std / 4000 ** 0.5)
 
 
 def _brute_radii(x, k):
@@ -119,7 +156,9 @@ def classifier(data):
 
 def test_classifier_accuracy_and_calibration_facts(data, classifier):
     model, meta = classifier
-    assert meta["test_accuracy"] >= 0.99
+    predicted = mnist.features_and_probs(model, mnist.to_float(data["test_images"]))[1].argmax(1).numpy()
+    accuracy = float((predicted == data["test_labels"]).mean())  # recomputed, not the cache's record
+    assert accuracy >= 0.99 and meta["test_accuracy"] == pytest.approx(accuracy)
     test, _ = mnist.features_and_probs(model, mnist.to_float(data["test_images"]))
     train, _ = mnist.features_and_probs(model, mnist.to_float(data["train_images"][:10000]))
     noise, _ = mnist.features_and_probs(model, torch.rand(10000, 1, 28, 28, generator=torch.Generator().manual_seed(0)))
@@ -153,9 +192,10 @@ def test_tiny_end_to_end_mnist_run(classifier, tmp_path, capsys):
     printed = capsys.readouterr().out
     for row in ("gmn", "nsgan", "train set", "uniform noise"):
         assert row in printed
-    samples = np.load(out / "runs/mnist/quick/gmn/seed0/samples.npz")["samples"]
+    folder = next(out.glob("runs/mnist/gmn/seed0-*"))
+    record = json.loads((folder / "record.json").read_text())
+    samples = np.load(folder / record["samples_file"])["samples"]
     assert samples.shape == (10000, 28, 28) and samples.dtype == np.uint8
-    record = json.loads((out / "runs/mnist/quick/gmn/seed0/record.json").read_text())
     assert record["method_settings"]["root"] is True and len(record["method_settings"]["bandwidths"]) == 6
     for metric in ("fid", "kid", "precision", "recall", "density", "coverage", "classifier_score",
                    "digits_covered", "kl_digits", "mmd2"):
@@ -168,16 +208,22 @@ def test_gmmn_ae_variant_trains_in_code_space_and_outputs_images(classifier, tmp
     assert main(["run", "--datasets", "mnist", "--methods", "gmn", "--set", "gmn.code_space=autoencoder",
                  "--steps", "3", "--eval-points", "1", "--batch-size", "64", "--no-progress", "--device", "cpu",
                  "--out", str(out)]) == 0
-    record = json.loads((out / "runs/mnist/quick/gmn/seed0/record.json").read_text())
+    folder = next(out.glob("runs/mnist/gmn/seed0-*"))
+    record = json.loads((folder / "record.json").read_text())
     settings = record["method_settings"]
     assert settings["code_space"] == "autoencoder" and settings["root"] is True
-    assert max(settings["bandwidths"]) < 5  # from the codes' scale, not the pixel-space recipe
-    assert np.load(out / "runs/mnist/quick/gmn/seed0/samples.npz")["samples"].shape == (10000, 28, 28)
-    _, meta = mnist.autoencoder()
+    assert settings["bandwidths"] is None  # the median heuristic, on the codes
+    assert max(record["method_learned"]["bandwidths_"]) < 5  # from the codes' scale, not the pixel-space recipe
+    assert np.load(folder / record["samples_file"])["samples"].shape == (10000, 28, 28)
+    autoencoder, meta = mnist.autoencoder()
     data = mnist.load()
     test, mean_image = mnist.to_float(data["test_images"]), mnist.to_float(data["train_images"]).mean(0)
+    with torch.no_grad():  # recomputed from the weights, not read back from the cache's record
+        mse = float(sum((autoencoder.decoder(autoencoder.encoder(c)) - c).square().sum() for c in test.split(2000))
+                    / test.numel())
     baseline = float((test - mean_image).square().mean())  # knowing nothing about the digit
-    assert meta["test_mse"] < 0.8 * baseline  # the codes carry the digit through the decoder
+    assert mse < 0.8 * baseline  # the codes carry the digit through the decoder
+    assert meta["test_mse"] == pytest.approx(mse, rel=1e-4)
 
 
 def test_autoencoder_variant_on_a_dataset_without_one_exits_2(tmp_path, capsys):
