@@ -106,8 +106,12 @@ def claim(folder: Path, wait: bool = False) -> int | None:
     """Lock a run's folder for this process: a file descriptor to :func:`release`, or None if
     another process holds it (with ``wait``, block until it lets go). A killed process releases
     its locks."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK, os.O_CREAT | os.O_RDWR, 0o666 & ~_umask())
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK, os.O_CREAT | os.O_RDWR, 0o666 & ~_umask())
+    except OSError as err:
+        raise BenchError(f"cannot write in {folder} ({err.strerror or err}); results must go to a folder "
+                         f"you can write to (--out)") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except BlockingIOError:
@@ -134,6 +138,13 @@ def _check_record(data, path: Path) -> dict:
     for key, kind in (("method", str), ("dataset", str), ("seed", int)):
         if not isinstance(spec.get(key), kind) or isinstance(spec.get(key), bool):
             bad(f"spec field {key!r} missing or not a {kind.__name__}")
+    from bench.datasets import DATASETS
+    from methods import METHODS
+    if spec["dataset"] not in DATASETS.names():
+        bad(f"its dataset {spec['dataset']!r} is not registered here; known: {', '.join(DATASETS.names())}")
+    if data.get("status") != "reference" and spec["method"] not in METHODS.names():
+        bad(f"its method {spec['method']!r} is not registered here (a plugin not loaded?); "
+            f"known: {', '.join(METHODS.names())}")
     if data.get("status") not in STATUSES:
         bad(f"status {data.get('status')!r} is not one of {', '.join(STATUSES)}")
     if not isinstance(data.get("final"), dict):
@@ -141,16 +152,20 @@ def _check_record(data, path: Path) -> dict:
     if not isinstance(data.get("history"), list) or not all(isinstance(h, dict) for h in data["history"]):
         bad("'history' is not a list of evaluations")
     for key, value in data["final"].items():
-        if value is not None and not isinstance(value, (int, float)):
-            bad(f"final metric {key!r} is {value!r}, not a number")
+        if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)):
+            bad(f"final metric {key!r} is {value!r}, not a finite number (bench stores a missing value as null)")
     if data["status"] == "ok" and not any(v is not None for v in data["final"].values()):
         bad("status 'ok' but every final metric is null")
     return data
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number bench writes (it stores a missing value as null)")
+
+
 def read_record(path: Path) -> dict:
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(), parse_constant=_reject_constant)
     except (OSError, ValueError) as err:
         raise BenchError(f"run record {path} is corrupt ({type(err).__name__}: {err}); delete its folder "
                          f"{Path(path).parent} or run that configuration again") from err
