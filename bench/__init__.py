@@ -1,4 +1,10 @@
 """bench: a benchmark of generative objectives. ``bench.study(...)`` runs a study from Python."""
+import os
+
+# pykeops prints a CUDA warning on every CPU machine and its compile lines on first use: a newcomer
+# should see results, not noise (``python -m bench -v ...`` shows them).
+for _name in ("KEOPS_VERBOSE", "PYKEOPS_VERBOSE"):
+    os.environ.setdefault(_name, "0")
 
 
 def study(*args, **kwargs):

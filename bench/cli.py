@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ DEFAULT_DATASETS = "ring8,grid25"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="show pykeops' messages (compilation, CUDA)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("list", help="list the registered methods and datasets")
@@ -186,6 +188,8 @@ COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "perf": cmd_
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verbose:
+        os.environ["PYKEOPS_VERBOSE"] = os.environ["KEOPS_VERBOSE"] = "1"
     try:
         COMMANDS[args.command](args)
     except BenchError as err:

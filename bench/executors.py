@@ -33,6 +33,27 @@ def resolve_executor(executor: str, jobs: int) -> str:
     return "sequential" if jobs == 1 else "processes"
 
 
+def check_ray_address(address: str | None) -> None:
+    """Fail fast (seconds, not Ray's minutes of retries) when the cluster cannot be reached."""
+    import socket
+    if address in (None, "local"):
+        return
+    if address == "auto":
+        if not os.path.exists("/tmp/ray/ray_current_cluster"):
+            raise BenchError("--address auto: no running Ray cluster found on this machine (start one with "
+                             "`ray start --head`, or leave --address out for a new local instance)")
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise BenchError(f"--address takes HOST:PORT (or ray://HOST:PORT, auto); got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as err:
+        raise BenchError(f"cannot reach the Ray cluster at {address} ({err.strerror or err}); "
+                         f"is `ray start --head` running there?") from None
+
+
 def error_record(spec: RunSpec, message: str) -> dict:
     from bench import environment
     return {"schema": 2, "run_id": spec.run_id, "variant_id": spec.variant_id, "variant": spec.variant,

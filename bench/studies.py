@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench import spec as specs
 from bench import store
-from bench.executors import cores, make_executor, resolve_executor
+from bench.executors import check_ray_address, cores, make_executor, resolve_executor
 from bench.registry import BenchError
 
 # How each run setting is read from text (--steps, --sweep lr=..., study files).
@@ -131,6 +131,8 @@ def plan(methods=None, datasets=("ring8", "grid25"), seeds=(0,), profile="quick"
     executor = resolve_executor(executor, jobs)
     if address is not None and executor != "ray":
         raise BenchError("--address is the Ray cluster's address: use it with --executor ray")
+    if executor == "ray":
+        check_ray_address(address)
     if threads is None and executor != "sequential":
         threads = max(1, cores() // jobs)  # N processes × threads ≤ cores
     out = Path(out)
@@ -290,7 +292,13 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
     start = time.perf_counter()
     out = plan_.out
     existing = {r["run_id"]: r for r in store.load_records(out)} if (out / "runs").exists() else {}
-    _check_writable(out)
+    executor = make_executor(plan_.executor, plan_.jobs, plan_.threads or 1, plan_.address,
+                             progress=progress and plan_.executor == "sequential")
+    try:
+        _check_writable(out)
+    except BenchError:
+        executor.close()
+        raise
     finished = {rid for rid, r in existing.items() if r["status"] in store.FINISHED}
     todo = [s for s in plan_.specs if force or s.run_id not in finished]
     skipped = len(plan_.specs) - len(todo)
@@ -299,8 +307,6 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # one lock file per run in flight
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    executor = make_executor(plan_.executor, plan_.jobs, plan_.threads or 1, plan_.address,
-                             progress=progress and plan_.executor == "sequential")
     locks, busy = {}, []
     counts = {"ok": 0, "diverged": 0, "error": 0}
     try:
