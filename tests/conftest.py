@@ -47,3 +47,19 @@ def direct_mmd2(x, y, kernel, bandwidths, estimator, a=None, b=None):
     wxx.fill_diagonal_(0)
     wyy.fill_diagonal_(0)
     return (wxx * kxx).sum() / wxx.sum() + (wyy * kyy).sum() / wyy.sum() - 2 * a @ kxy @ b
+
+
+class Exploding:
+    """A test method whose generator and loss become NaN from its ``calls_before_nan + 1``-th step."""
+    calls_before_nan = 5
+
+    def __init__(self):
+        self.calls = 0
+
+    def step(self, nets, real):
+        self.calls += 1
+        if self.calls > self.calls_before_nan:
+            with torch.no_grad():
+                for p in nets.generator.parameters():
+                    p.fill_(float("nan"))
+        return {"loss": torch.tensor(float("nan") if self.calls > self.calls_before_nan else 1.0)}

@@ -9,6 +9,7 @@ import torch
 import subprocess
 
 from bench import environment, store
+from conftest import Exploding as ExplodingSteps
 from bench.harness import eval_schedule, eval_times, train_and_evaluate
 from bench.registry import BenchError
 from bench.spec import resolve
@@ -36,18 +37,8 @@ def test_eval_schedule_includes_start_and_end():
     assert eval_times(3.0, 3) == [1.0, 2.0, 3.0]
 
 
-class Exploding(Method):
-    """Test method whose loss becomes NaN after a few steps."""
-    def __init__(self):
-        self.calls = 0
-
-    def step(self, nets, real):
-        self.calls += 1
-        if self.calls > 5:
-            with torch.no_grad():
-                for p in nets.generator.parameters():
-                    p.fill_(float("nan"))
-        return {"loss": torch.tensor(float("nan") if self.calls > 5 else 1.0)}
+class Exploding(ExplodingSteps, Method):
+    """NaN from the 6th step."""
 
 
 def test_divergence_is_caught_at_the_step_it_happens_not_at_the_next_evaluation(monkeypatch):

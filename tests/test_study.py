@@ -17,6 +17,7 @@ from bench import spec as specs
 from bench import store
 from bench import studies as study
 from bench.cli import main
+from conftest import Exploding as ExplodingSteps
 from bench.environment import PROJECT_ROOT
 from bench.registry import BenchError
 from methods import METHODS
@@ -166,19 +167,9 @@ def test_parallel_processes_and_ray_give_the_sequential_results_bit_for_bit(tmp_
     assert record["runtime"] == {"executor": "ray", "jobs": 2, "threads": 1}
 
 
-class Exploding(Method):
-    """Test method whose generator becomes NaN after a few steps."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def step(self, nets, real):
-        self.calls += 1
-        if self.calls > 3:
-            with torch.no_grad():
-                for p in nets.generator.parameters():
-                    p.fill_(float("nan"))
-        return {"loss": torch.tensor(float("nan") if self.calls > 3 else 1.0)}
+class Exploding(ExplodingSteps, Method):
+    """NaN from the 4th step."""
+    calls_before_nan = 3
 
 
 class Failing(Method):
