@@ -1,5 +1,4 @@
 """The command line end to end with a tiny budget; bad input exits 2 and writes nothing."""
-import json
 import subprocess
 import sys
 

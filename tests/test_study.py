@@ -10,7 +10,6 @@ import time
 
 import pandas as pd
 import pytest
-import torch
 
 import bench
 from bench import spec as specs
