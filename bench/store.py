@@ -173,26 +173,35 @@ def read_record(path: Path) -> dict:
 
 
 def _upgrade(record: dict) -> dict:
-    """A record of the earlier layout (schema 1, a 'config' instead of a 'spec') in today's shape:
-    its spec re-resolved from its config, so it has the run id a new run of it would have."""
+    """A record of an earlier layout in today's shape: its spec re-resolved (from a schema-1
+    'config', or a spec of an older spec version), so it has the run id that a new run of the same
+    configuration has and resume finds it. A record of a method or option that no longer exists
+    keeps its own id and its name."""
     from bench import spec as specs
-    config = record.pop("config")
+    old = record.pop("config") if "config" in record else record["spec"]
     record["samples_file"] = record.get("samples_file", "samples.npz")
     if record["status"] == "reference":
-        record.update(spec=config, variant=config["method"], run_id=f"reference-{config['method']}",
-                      variant_id=f"reference-{config['method']}")
+        record.update(spec=old, variant=old["method"], run_id=f"reference-{old['method']}",
+                      variant_id=f"reference-{old['method']}")
         return record
     try:
-        settings = {k: config.get(k) for k in specs.RUN_SETTINGS if k != "budget_seconds"}
-        spec = specs.resolve(config["method"], config["dataset"], config["seed"], config.get("profile", "quick"),
-                             config.get("method_options") or {}, config.get("dataset_options") or {},
-                             device=config.get("device", "auto"), **settings)
-        record.update(spec=spec.to_dict(), run_id=spec.run_id, variant_id=spec.variant_id, variant=spec.variant)
-    except BenchError:  # a method or option that no longer exists: keep it, named as it was
-        digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        record.update(spec=config, run_id=f"legacy-{digest}", variant=config["method"],
-                      variant_id=f"legacy-{config['method']}-{config['dataset']}")
+        settings = {k: old.get(k) for k in specs.RUN_SETTINGS}
+        spec = specs.resolve(old["method"], old["dataset"], old["seed"], old.get("profile", "quick"),
+                             old.get("method_options") or {}, old.get("dataset_options") or {},
+                             label=old.get("label"), device=old.get("device", "auto"), **settings)
+        record.update(spec=spec.to_dict(), identity=spec.identity(), run_id=spec.run_id,
+                      variant_id=spec.variant_id, variant=spec.variant)
+    except BenchError:
+        digest = hashlib.sha256(json.dumps(old, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        record.update(spec=old, run_id=f"legacy-{digest}", variant=old["method"],
+                      variant_id=f"legacy-{old['method']}-{old['dataset']}")
     return record
+
+
+def _current(record: dict) -> bool:
+    from bench.spec import SPEC_VERSION
+    return "spec" in record and (record.get("identity") or {}).get("spec_version") == SPEC_VERSION \
+        or record.get("status") == "reference" and "spec" in record
 
 
 def load_records(out: Path) -> list[dict]:
@@ -202,7 +211,7 @@ def load_records(out: Path) -> list[dict]:
     by_id: dict[str, dict] = {}
     for path in sorted(Path(out).glob(f"runs/**/{RECORD}")):
         record = read_record(path)
-        record = _upgrade(record) if "spec" not in record else record
+        record = record if _current(record) else _upgrade(record)
         record["path"] = str(path.parent)
         kept = by_id.get(record["run_id"])
         if kept is None or record.get("schema", 1) >= kept.get("schema", 1):

@@ -260,6 +260,18 @@ def test_records_of_the_earlier_layout_load_and_count_as_finished(tmp_path, caps
     assert "1 of 1 runs already finished" in capsys.readouterr().out
 
 
+def test_a_record_of_an_older_spec_version_is_re_resolved_and_counts_as_finished(tmp_path, capsys):
+    out = tmp_path / "res"
+    args = ["run", "--methods", "gan", "--datasets", "ring8", "--out", str(out), *TINY]
+    assert main(args) == 0
+    path = next(out.glob("runs/ring8/gan/seed0-*/record.json"))
+    record = json.loads(path.read_text())
+    record["identity"]["spec_version"], record["run_id"] = 0, "from-an-older-bench"
+    path.write_text(json.dumps(record))
+    assert main(args) == 0
+    assert "1 of 1 runs already finished" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------------------- Python API
 def test_python_api_returns_dataframes_and_validates_like_the_cli(tmp_path):
     result = bench.study(methods=["gmn", "gan"], datasets=["ring8"], seeds="0-1", out=tmp_path / "res",
