@@ -208,7 +208,7 @@ def plot_samples(records: list[dict], names: dict, path: Path) -> None:
     if not first:
         return
     variants = list(first)
-    fig, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants), 3.8), squeeze=False)
     palette = dict(zip(variants, sns.color_palette("deep", len(variants))))
     some = next(iter(first.values()))
     dataset = DATASETS.create(some["spec"]["dataset"], **(some["spec"].get("dataset_options") or {}))
@@ -271,7 +271,8 @@ def plot_final_metrics(runs: pd.DataFrame, path: Path) -> None:
     metrics = [k for k in METRICS if ok[k].notna().any()]
     long = ok.melt(id_vars=["dataset", "variant", "seed"], value_vars=metrics, var_name="metric").dropna()
     long["metric"] = long["metric"].map(_title)
-    grid = sns.catplot(long, kind="box", x="variant", y="value", hue="variant", col="metric", col_wrap=6,
+    grid = sns.catplot(long, kind="box", x="variant", y="value", hue="variant", col="metric",
+                       col_wrap=min(7, len(metrics)),
                        sharey=False, height=2.5, aspect=1.0, legend=False, showfliers=False,
                        boxprops={"alpha": 0.35})
     grid.map_dataframe(sns.stripplot, x="variant", y="value", color="black", size=3, jitter=0.15)

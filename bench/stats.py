@@ -43,6 +43,7 @@ class Comparison:
     p: float
     p_min: float         # the smallest p this test can give with these n (exact null distribution)
     a_better: float      # P(a run of A beats a run of B): common-language effect size, ties count ½
+    n_informative: int   # paired: seeds whose two runs differ (ties carry no signal); else min(n_a, n_b)
 
 
 def _better(a, b, better: str):
@@ -71,7 +72,7 @@ def compare(a: dict, b: dict, better: str, paired: bool | None = None) -> Compar
         _, lo, hi = mean_ci(d)
         wins = float(np.mean(np.where(d == 0, 0.5, _better(x, y, better))))
         return Comparison("Wilcoxon signed-rank, paired by seed", len(x), len(y), float(d.mean()), lo, hi, p,
-                          2.0 / 2 ** max(nonzero, 1), wins)
+                          2.0 / 2 ** max(nonzero, 1), wins, nonzero)
     x, y = np.array(list(a.values())), np.array(list(b.values()))
     res = stats.mannwhitneyu(x, y, alternative="two-sided")
     u_greater = float(res.statistic) / (len(x) * len(y))  # P(A > B) + ½ P(A = B)
@@ -80,7 +81,7 @@ def compare(a: dict, b: dict, better: str, paired: bool | None = None) -> Compar
         if x.std() > 0 or y.std() > 0 else None
     lo, hi = (float(ci.low), float(ci.high)) if ci is not None else (float(x.mean() - y.mean()),) * 2
     return Comparison("Mann-Whitney U", len(x), len(y), float(x.mean() - y.mean()), lo, hi, float(res.pvalue),
-                      2.0 / math.comb(len(x) + len(y), len(x)), wins)
+                      2.0 / math.comb(len(x) + len(y), len(x)), wins, min(len(x), len(y)))
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -102,8 +103,10 @@ def verdict(name_a: str, name_b: str, metric: str, c: Comparison, p_adjusted: fl
     if p_adjusted <= ALPHA:
         return f"{better_name} is better than {worse_name} on {metric}, significant at 5 % ({effect})"
     if min(1.0, c.p_min * tests) > ALPHA:
-        return (f"cannot be significant: with n = {min(c.n_a, c.n_b)} seeds and {tests} tests the smallest "
-                f"possible Holm p is {min(1.0, c.p_min * tests):.2g} > 0.05 — run more seeds ({effect})")
+        seeds = (f"{c.n_informative} of {c.n_a} paired seeds differing (ties carry no signal)"
+                 if c.test.startswith("Wilcoxon") and c.n_informative < c.n_a else f"n = {min(c.n_a, c.n_b)} seeds")
+        return (f"cannot be significant: with {seeds} and {tests} tests the smallest possible Holm p is "
+                f"{min(1.0, c.p_min * tests):.2g} > 0.05 — run more seeds ({effect})")
     if c.a_better == 0.5:
         return f"no difference seen ({effect})"
     return f"no significant difference; {better_name} ahead in this sample ({effect})"
