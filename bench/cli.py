@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 import sys
 from pathlib import Path
 
@@ -131,11 +132,12 @@ def study_arguments(args) -> dict:
 
 def cmd_run(args) -> None:
     from bench import report, studies as study
+    start = time.perf_counter()
     # Everything is validated before anything is trained or written.
     plan = study.plan(**study_arguments(args))
     outcome = study.execute(plan, force=args.force, progress=not args.no_progress)
     report.build(plan.out)
-    print(f"total wall-clock: {outcome.seconds:.1f} s; {outcome.ran} runs ran ({outcome.diverged} diverged, "
+    print(f"total wall-clock: {time.perf_counter() - start:.1f} s; {outcome.ran} runs ran ({outcome.diverged} diverged, "
           f"{outcome.failed} failed), {outcome.skipped} already finished, {outcome.busy} left to another process")
 
 

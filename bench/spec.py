@@ -146,7 +146,8 @@ def _canonical_options(registry, name: str, options: dict, extra_defaults: dict 
     return it with every option, defaults filled in, normalised by the validator."""
     given = registry.validate(name, {**(extra_defaults or {}), **options})
     built = registry.create(name, **given)
-    merged = {**signature_defaults(registry.get(name)), **given}
+    # defaults normalised too: a default of 1 and a given 1.0 must hash alike
+    merged = registry.validate(name, {**signature_defaults(registry.get(name)), **given})
     return built, {k: (list(v) if isinstance(v, tuple) else v) for k, v in merged.items()}
 
 
@@ -233,6 +234,6 @@ def _dataset_options(name: str, options: dict) -> dict:
     if key not in _DATASET_CACHE:
         options = DATASETS.validate(name, options)
         DATASETS.create(name, **options)
-        full = {**signature_defaults(DATASETS.get(name)), **options}
+        full = DATASETS.validate(name, {**signature_defaults(DATASETS.get(name)), **options})
         _DATASET_CACHE[key] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in full.items()}
     return dict(_DATASET_CACHE[key])
