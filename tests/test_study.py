@@ -57,6 +57,15 @@ def test_identity_ignores_where_and_how_a_run_executes_but_not_what_it_is():
         base.seed = 3
 
 
+def test_run_ids_are_stable_so_committed_results_stay_found():
+    # results/toy holds runs under these ids: a change here means `bench run --study studies/toy.toml`
+    # retrains them, unless SPEC_VERSION is bumped (then older records are re-resolved on load)
+    assert specs.resolve("gmn", "ring8", 0, "quick").run_id == "8be4f54b6001"
+    assert specs.resolve("gan", "grid25", 0, "quick").run_id == "cd11d3d35a84"
+    factors = [1, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625]  # the default, written with an int
+    assert specs.resolve("gmn", "ring8", 0, method_options={"bandwidth_factors": factors}).run_id == "8be4f54b6001"
+
+
 def dataclasses_frozen_error():
     import dataclasses
     return dataclasses.FrozenInstanceError
