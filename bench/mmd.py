@@ -50,14 +50,16 @@ def kernel_at_zero(kernel: str, bandwidths: Sequence[float]) -> float:
 # Each backend computes  S(x, y) = Σ_ij a_i b_j k(x_i, y_j)  (a, b the weights, summing to 1).
 def _scaled_d2(x, y, scale=1.0, diagonal_offset=None):
     """scale·‖x_i − y_j‖² as ONE matrix product of the augmented matrices
-    [x, ‖x‖², 1] · [−2y, 1, ‖y‖²]ᵀ (no separate N×M additions), clamped on the side of 0 that
-    a squared distance lies on; with ``diagonal_offset`` (x a row block of y starting at that
+    [x, ‖x‖², 1] · [−2y, 1, ‖y‖²]ᵀ (no separate N×M additions), clamped at 0 for scale > 0; with ``diagonal_offset`` (x a row block of y starting at that
     row) the self-distances are set to exactly 0: rounding would make them ~1e-7."""
     ones_x, ones_y = x.new_ones(x.shape[0], 1), y.new_ones(y.shape[0], 1)
     left = torch.cat([x, (x * x).sum(1, keepdim=True), ones_x], 1)
     right = torch.cat([y * (-2 * scale), ones_y * scale, (y * y).sum(1, keepdim=True) * scale], 1)
     d2 = left @ right.T
-    d2 = d2.clamp_min_(0) if scale > 0 else d2.clamp_max_(0)
+    if scale > 0:
+        d2 = d2.clamp_min_(0)
+    # scale < 0 (the Gaussian exponent): not clamped; a rounding-level d² < 0 changes exp by
+    # a rounding-level amount, and the pass over N×M entries is saved
     if diagonal_offset is not None:
         d2.diagonal(offset=diagonal_offset).zero_()
     return d2
@@ -154,7 +156,20 @@ def _dense_block_sum(x, y, a, b, kernel, bandwidths, diagonal_offset=None, symme
     return _DenseKernelSum.apply(x, y, a, b, kernel, tuple(bandwidths), diagonal_offset, symmetric)
 
 
+SYMMETRIC_SPLIT_MIN = 400  # within-set sums at least this large are split in halves
+
+
 def _sum_dense(x, y, a, b, kernel, bandwidths, same):
+    """A within-set sum (``same``) is symmetric: S = S₁₁ + S₂₂ + 2 S₁₂ over the halves of x, so
+    only the upper triangle of blocks is computed (3/4 of the pairs per level, halves split again
+    while they have ≥ SYMMETRIC_SPLIT_MIN rows)."""
+    n = x.shape[0]
+    if same and n >= SYMMETRIC_SPLIT_MIN:
+        h = n // 2
+        x1, x2, a1, a2 = x[:h], x[h:], a[:h], a[h:]
+        return (_sum_dense(x1, x1, a1, a1, kernel, bandwidths, True)
+                + _sum_dense(x2, x2, a2, a2, kernel, bandwidths, True)
+                + 2 * _dense_block_sum(x1, x2, a1, a2, kernel, bandwidths))
     return _dense_block_sum(x, y, a, b, kernel, bandwidths, 0 if same else None, same)
 
 

@@ -147,9 +147,10 @@ def _interleaved_timer(device, dtype, min_total=0.3, max_repeats=5):
 
 def _crossover(dim, sizes, timer, budget_s, timings, log):
     """The smallest N from which keops beats dense at this dimension: interpolated in log-log
-    between the last size where dense won and the first where keops won; extrapolated from the
-    last two sizes (at most 2× beyond) when the time budget ends before keops wins."""
-    spent, prev = 0.0, None
+    between the last size where dense won and the first where keops won, once keops has won at
+    the next size too (one win alone may be noise); extrapolated from the last two sizes (at
+    most 2× beyond) when the time budget ends before keops wins."""
+    spent, prev, win = 0.0, None, None
     for n in sizes:
         t_dense, t_keops = timer(n, dim)
         ratio = t_keops / t_dense
@@ -157,19 +158,25 @@ def _crossover(dim, sizes, timer, budget_s, timings, log):
         log(f"  D={dim:>4} N={n:>6}: dense {t_dense * 1e3:9.2f} ms, keops {t_keops * 1e3:9.2f} ms (keops/dense {ratio:.2f})")
         spent += 3 * (t_dense + t_keops)
         if ratio <= 1:
-            if prev is None:
-                return {"max_dim": dim, "keops_min_n": n, "how": f"keops faster from the smallest size measured, N={n}"}
-            n0, r0 = prev
-            frac = math.log(r0) / (math.log(r0) - math.log(ratio))
-            cross = math.ceil(math.exp(math.log(n0) + frac * (math.log(n) - math.log(n0))))
-            return {"max_dim": dim, "keops_min_n": cross, "how": f"measured between N={n0} and N={n}"}
+            if win is None:
+                win = (prev, n, ratio)
+            if win[1] != n or n == sizes[-1]:  # confirmed at the next size (or no next size)
+                before, n1, r1 = win
+                if before is None:
+                    return {"max_dim": dim, "keops_min_n": n1, "how": f"keops faster from the smallest size, N={n1}"}
+                n0, r0 = before
+                frac = math.log(r0) / (math.log(r0) - math.log(r1))
+                cross = math.ceil(math.exp(math.log(n0) + frac * (math.log(n1) - math.log(n0))) - 1e-9)
+                return {"max_dim": dim, "keops_min_n": cross, "how": f"measured between N={n0} and N={n1}"}
+            continue
+        win = None
         if prev is not None and spent > budget_s:
             n0, r0 = prev
             slope = (math.log(ratio) - math.log(r0)) / (math.log(n) - math.log(n0))
             if slope < 0:
                 cross = math.exp(math.log(n) - math.log(ratio) / slope)
                 if cross <= 2 * n:
-                    return {"max_dim": dim, "keops_min_n": math.ceil(cross),
+                    return {"max_dim": dim, "keops_min_n": math.ceil(cross - 1e-9),
                             "how": f"extrapolated from N={n0} and N={n} (time budget)"}
             break
         prev = (n, ratio)

@@ -111,3 +111,11 @@ def test_calibrate_refuses_without_keops(monkeypatch):
 def test_bad_calibrate_argument_exits_2(capsys):
     assert cli.main(["perf", "mmd", "--calibrate", "float16", "--device", "cpu"]) == 2
     assert "float32 or float64" in capsys.readouterr().err
+
+
+def test_a_single_keops_win_is_not_a_crossover():
+    ratios = {500: 3.0, 1000: 0.9, 1500: 1.5, 2000: 0.8, 3000: 0.5}  # the win at 1000 is noise
+    timings = []
+    rule = perf._crossover(2, tuple(ratios), lambda n, dim: (1e-3, 1e-3 * ratios[n]), 100.0, timings, lambda *a: None)
+    assert rule["keops_min_n"] > 1500 and "between N=1500 and N=2000" in rule["how"]
+    assert len(timings) == 5
