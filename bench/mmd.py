@@ -48,13 +48,26 @@ def kernel_at_zero(kernel: str, bandwidths: Sequence[float]) -> float:
 
 # ------------------------------------------------------------------ weighted kernel sums
 # Each backend computes  S(x, y) = Σ_ij a_i b_j k(x_i, y_j)  (a, b the weights, summing to 1).
-def _scaled_d2(x, y, scale=1.0, diagonal_offset=None):
-    """scale·‖x_i − y_j‖² as ONE matrix product of the augmented matrices
-    [x, ‖x‖², 1] · [−2y, 1, ‖y‖²]ᵀ (no separate N×M additions), clamped at 0 for scale > 0; with ``diagonal_offset`` (x a row block of y starting at that
-    row) the self-distances are set to exactly 0: rounding would make them ~1e-7."""
-    ones_x, ones_y = x.new_ones(x.shape[0], 1), y.new_ones(y.shape[0], 1)
-    left = torch.cat([x, (x * x).sum(1, keepdim=True), ones_x], 1)
-    right = torch.cat([y * (-2 * scale), ones_y * scale, (y * y).sum(1, keepdim=True) * scale], 1)
+def _d2_scale(kernel, bandwidths) -> float:
+    """The factor folded into the distance product: the Gaussian exponent −1/(2σ²) for one
+    bandwidth (then exp follows directly), else 1."""
+    return -0.5 / bandwidths[0] ** 2 if kernel == "gaussian" and len(bandwidths) == 1 else 1.0
+
+
+def _augmented(x, y, scale):
+    """[x, ‖x‖², 1] and scale·[−2y, 1, ‖y‖²]: their product is scale·‖x_i − y_j‖²."""
+    left = torch.cat([x, (x * x).sum(1, keepdim=True), x.new_ones(x.shape[0], 1)], 1)
+    right = torch.cat([y * (-2 * scale), y.new_full((y.shape[0], 1), scale),
+                       (y * y).sum(1, keepdim=True) * scale], 1)
+    return left, right
+
+
+def _scaled_d2(x, y, scale=1.0, diagonal_offset=None, augmented=None):
+    """scale·‖x_i − y_j‖² as ONE matrix product of the augmented matrices (no separate N×M
+    additions; ``augmented``, if given, is :func:`_augmented` of x and y), clamped at 0 for
+    scale > 0; with ``diagonal_offset`` (x a row block of y starting at that row) the
+    self-distances are set to exactly 0: rounding would make them ~1e-7."""
+    left, right = augmented if augmented is not None else _augmented(x, y, scale)
     d2 = left @ right.T
     if scale > 0:
         d2 = d2.clamp_min_(0)
@@ -65,22 +78,22 @@ def _scaled_d2(x, y, scale=1.0, diagonal_offset=None):
     return d2
 
 
-def _squared_distances(x, y, diagonal_offset=None):
+def _squared_distances(x, y, diagonal_offset=None, augmented=None):
     """‖x‖² + ‖y‖² − 2xyᵀ, clamped at 0 (self-distances exactly 0, see :func:`_scaled_d2`)."""
-    return _scaled_d2(x, y, 1.0, diagonal_offset)
+    return _scaled_d2(x, y, 1.0, diagonal_offset, augmented)
 
 
-def _kernel_matrices(x, y, b, a, kernel, bandwidths, diagonal_offset, want_slope, want_colsum):
+def _kernel_matrices(x, y, b, a, kernel, bandwidths, diagonal_offset, want_slope, want_colsum, augmented=None):
     """K b, (Kᵀ a if ``want_colsum``) and, if ``want_slope``, (P, c) with c·P = ∂k/∂d² elementwise
     (P is zero where d = 0 for the laplacian and energy kernels: their gradient there is 0).
     Every N×M step is done in place on at most three N×M buffers."""
     kb, ka, slope, factor = 0, 0, None, 1.0
     if kernel == "gaussian" and len(bandwidths) == 1:
-        factor = -0.5 / bandwidths[0] ** 2  # k = exp(c d²), ∂k/∂d² = c k
-        k = _scaled_d2(x, y, factor, diagonal_offset).exp_()
+        factor = _d2_scale(kernel, bandwidths)  # k = exp(c d²), ∂k/∂d² = c k
+        k = _scaled_d2(x, y, factor, diagonal_offset, augmented).exp_()
         kb, ka = k @ b, (k.T @ a if want_colsum else 0)
         return kb, ka, (k if want_slope else None), factor
-    d2 = _squared_distances(x, y, diagonal_offset)
+    d2 = _squared_distances(x, y, diagonal_offset, augmented)
     if kernel == "gaussian":
         buf = torch.empty_like(d2)
         for s in bandwidths:
@@ -120,13 +133,13 @@ class _DenseKernelSum(torch.autograd.Function):
     wrong number)."""
 
     @staticmethod
-    def forward(ctx, x, y, a, b, kernel, bandwidths, diagonal_offset, symmetric):
+    def forward(ctx, x, y, a, b, kernel, bandwidths, diagonal_offset, symmetric, augmented=None):
         need_x, need_y, need_a, need_b = ctx.needs_input_grad[:4]
         if symmetric:
             need_x, need_a = need_x or need_y, need_a or need_b
             need_y = need_b = False
         kb, ka, slope, factor = _kernel_matrices(x, y, b, a, kernel, bandwidths, diagonal_offset,
-                                                 need_x or need_y, need_b)
+                                                 need_x or need_y, need_b, augmented)
         ctx.symmetric, ctx.factor = symmetric, factor
         ctx.save_for_backward(x, y, a, b, slope, kb if need_a else None, ka if need_b else None)
         ctx.needs = (need_x, need_y, need_a, need_b)
@@ -149,11 +162,13 @@ class _DenseKernelSum(torch.autograd.Function):
             ga = kb * (grad * (2 if ctx.symmetric else 1))
         if need_b:
             gb = ka * grad
-        return gx, gy, ga, gb, None, None, None, None
+        return gx, gy, ga, gb, None, None, None, None, None
 
 
-def _dense_block_sum(x, y, a, b, kernel, bandwidths, diagonal_offset=None, symmetric=False):
-    return _DenseKernelSum.apply(x, y, a, b, kernel, tuple(bandwidths), diagonal_offset, symmetric)
+def _dense_block_sum(x, y, a, b, kernel, bandwidths, diagonal_offset=None, symmetric=False, augmented=None):
+    """``augmented``: (left, right) of :func:`_augmented` for these rows, precomputed and
+    detached (the backward differentiates x and y directly)."""
+    return _DenseKernelSum.apply(x, y, a, b, kernel, tuple(bandwidths), diagonal_offset, symmetric, augmented)
 
 
 SYMMETRIC_SPLIT_MIN = 400  # within-set sums at least this large are split in halves
@@ -162,15 +177,21 @@ SYMMETRIC_SPLIT_MIN = 400  # within-set sums at least this large are split in ha
 def _sum_dense(x, y, a, b, kernel, bandwidths, same):
     """A within-set sum (``same``) is symmetric: S = S₁₁ + S₂₂ + 2 S₁₂ over the halves of x, so
     only the upper triangle of blocks is computed (3/4 of the pairs per level, halves split again
-    while they have ≥ SYMMETRIC_SPLIT_MIN rows)."""
-    n = x.shape[0]
-    if same and n >= SYMMETRIC_SPLIT_MIN:
-        h = n // 2
-        x1, x2, a1, a2 = x[:h], x[h:], a[:h], a[h:]
-        return (_sum_dense(x1, x1, a1, a1, kernel, bandwidths, True)
-                + _sum_dense(x2, x2, a2, a2, kernel, bandwidths, True)
-                + 2 * _dense_block_sum(x1, x2, a1, a2, kernel, bandwidths))
-    return _dense_block_sum(x, y, a, b, kernel, bandwidths, 0 if same else None, same)
+    while they have ≥ SYMMETRIC_SPLIT_MIN rows); the augmented matrices are made once."""
+    if not same or x.shape[0] < SYMMETRIC_SPLIT_MIN:
+        return _dense_block_sum(x, y, a, b, kernel, bandwidths, 0 if same else None, same)
+    with torch.no_grad():
+        left, right = _augmented(x, x, _d2_scale(kernel, bandwidths))
+
+    def split(lo, hi):
+        if hi - lo < SYMMETRIC_SPLIT_MIN:
+            xs, as_ = x[lo:hi], a[lo:hi]
+            return _dense_block_sum(xs, xs, as_, as_, kernel, bandwidths, 0, True, (left[lo:hi], right[lo:hi]))
+        mid = (lo + hi) // 2
+        off = _dense_block_sum(x[lo:mid], x[mid:hi], a[lo:mid], a[mid:hi], kernel, bandwidths, None, False,
+                               (left[lo:mid], right[mid:hi]))
+        return split(lo, mid) + split(mid, hi) + 2 * off
+    return split(0, x.shape[0])
 
 
 BLOCK_ENTRIES = 1 << 24  # kernel entries per row block of the blocked backend (~16M)
