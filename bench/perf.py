@@ -119,7 +119,7 @@ CALIBRATION_SIZES = {"cpu": (500, 1000, 1500, 2000, 3000, 4000, 6000),
 CALIBRATION_BUDGET_S = {"cpu": 8.0, "cuda": 4.0}  # per dimension, after KeOps has compiled
 
 
-def _interleaved_timer(device, dtype, min_total=0.3, max_repeats=5):
+def _interleaved_timer(device, dtype, min_total=1.0, max_repeats=10):
     """timer(n, dim) -> (dense seconds, keops seconds): value + gradient, warm-up first (KeOps
     compiles), then the two backends alternated and the best time of each kept (the least
     disturbed by other processes)."""
@@ -192,12 +192,17 @@ def calibrate(device, dtype=torch.float32, timer=None, log=print) -> dict:
         raise BenchError(f"--calibrate times keops against dense, but {mmd.keops_status()}; "
                          f"auto uses dense (or blocked) without a calibration")
     kind = mmd._kind(device)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if kind == "cpu" and load > 0.5 * cores:
+        log(f"warning: load average {load:.1f} on {cores} cores: other processes share the CPU, the "
+            f"crossovers measured now may be off; calibrate again on a quiet machine")
     timer = timer or _interleaved_timer(device, dtype)
     timings, rules = [], []
     for dim in mmd.CALIBRATION_DIMS[kind]:
         rules.append(_crossover(dim, CALIBRATION_SIZES[kind], timer, CALIBRATION_BUDGET_S[kind], timings, log))
     data = {"key": mmd.calibration_key(device, dtype), "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "rules": rules, "timings": timings}
+            "load_average": load, "rules": rules, "timings": timings}
     mmd.validate_calibration(data, data["key"])
     path = mmd.calibration_path(device, dtype)
     store.write_json(path, data)
