@@ -456,7 +456,7 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: str = "gaussian",
                                  torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
     y = y.to(dtype=x.dtype)
     # Kernels depend on x − y only: centring removes the cancellation of the matrix form.
-    centre = torch.cat([x.detach(), y.detach()]).mean(0)
+    centre = (x.detach().sum(0) + y.detach().sum(0)) / (x.shape[0] + y.shape[0])  # no (N+M)×D copy
     x, y = x - centre, y - centre
     a, b = _weights(x_weights, x.shape[0], x), _weights(y_weights, y.shape[0], x)
 

@@ -234,6 +234,7 @@ def peak_gflops(device) -> tuple[float, str]:
                 return value, f"{name}, FP32 non-tensor-core peak from the datasheet"
         return math.nan, f"{name}: peak unknown"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = min(cores, torch.get_num_threads())  # the cores torch uses (OMP_NUM_THREADS)
     flags, mhz = "", 0.0
     try:
         text = Path("/proc/cpuinfo").read_text()
