@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--max-seconds", type=float, default=20.0,
                       help="skip a cell whose time, extrapolated from the previous size, exceeds this")
     perf.add_argument("--out", type=Path, default=Path("results/perf"))
+    perf.add_argument("--calibrate", nargs="?", const="float32", default=None, metavar="DTYPE",
+                      help="time dense against keops on this machine (seconds), store the crossovers "
+                           "that backend='auto' follows from then on, print them and exit; "
+                           "DTYPE float32 (default) or float64")
 
     theory = sub.add_parser("theory", help="check the GAN theorems on 1-D Gaussians (figures + tables)")
     theory.add_argument("--out", type=Path, default=Path("results/theory"))
@@ -156,7 +160,12 @@ def _positive_ints(text: str, flag: str) -> list[int]:
     return values
 
 
+CALIBRATION_DTYPES = ("float32", "float64")
+
+
 def cmd_perf(args) -> None:
+    import torch
+
     from bench import environment, perf
     if args.what == "study":
         from bench import studies
@@ -164,10 +173,23 @@ def cmd_perf(args) -> None:
             raise BenchError(f"perf study needs --steps >= 1 and --seeds >= 2; got {args.steps}, {args.seeds}")
         studies.benchmark(args.steps, args.seeds, args.out)
         return
+    if args.calibrate is not None:
+        if args.calibrate not in CALIBRATION_DTYPES:
+            raise BenchError(f"--calibrate takes a dtype, {' or '.join(CALIBRATION_DTYPES)} (default float32); "
+                             f"got {args.calibrate!r}")
+        device = environment.resolve_device(args.device)
+        dtype = getattr(torch, args.calibrate)
+        print(f"calibrating auto on {device} ({args.calibrate}): dense against keops, value + gradient")
+        data = perf.calibrate(device, dtype)
+        print("\ncrossovers (auto runs keops from these N, dense below; dense above the last D)")
+        print(perf.calibration_table(data))
+        print(f"\nwritten: {data['path']}")
+        return
     sizes, dims = _positive_ints(args.sizes, "--sizes"), _positive_ints(args.dims, "--dims")
     if args.max_seconds <= 0:
         raise BenchError(f"--max-seconds must be positive; got {args.max_seconds}")
     device = environment.resolve_device(args.device)
+    perf.ensure_calibration(device, torch.float32)
     path = perf.csv_path(args.out, device)
     df = perf.run_mmd_benchmark(sizes, dims, device, args.max_seconds,
                                 checkpoint=lambda rows: perf.write(rows, path.with_suffix(".partial.csv")))

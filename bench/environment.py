@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -10,6 +11,13 @@ from pathlib import Path
 import torch
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+ENV_CACHE = "BENCH_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where cached artefacts live (MNIST, verified networks, the MMD calibration):
+    ``$BENCH_CACHE_DIR``, else ``~/.cache/bench``."""
+    return Path(os.environ.get(ENV_CACHE, Path.home() / ".cache" / "bench"))
 
 
 def resolve_device(device: str) -> torch.device:

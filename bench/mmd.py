@@ -8,20 +8,31 @@ distance d²:  gaussian  Σ_σ exp(−d²/2σ²),  laplacian  Σ_σ exp(−d/σ)
 With the energy kernel, biased MMD² is the energy distance 2E‖X−Y‖ − E‖X−X'‖ − E‖Y−Y'‖.
 
 Backends compute the same numbers (tests/test_mmd.py checks them against a direct O(N²) sum):
-  dense     one matrix product ‖x‖² + ‖y‖² − 2xyᵀ (data centred first, see GUIDE.md), N·M memory;
+  dense     one matrix product [x, ‖x‖², 1]·[−2y, 1, ‖y‖²]ᵀ (data centred first: the matrix form
+            cancels badly far from the origin in float32), N·M memory, first derivative by hand
+            (one product per operand that needs it; half the products autograd would do for the
+            within-set sums);
   blocked   the same in row blocks, recomputed in the backward pass: memory O(block·M);
   keops     pykeops LazyTensors: never materialises the N×M matrix, compiled per formula;
   geomloss  geomloss.SamplesLoss (biased, one call per bandwidth), kept for comparison.
 ``backend="auto"`` picks among the first three by size, dimension, device and free memory
-(see :func:`choose_backend`); :func:`mmd2` reports which one ran when asked.
+(see :func:`choose_backend`: a calibration of this machine when stored, else shipped defaults);
+:func:`mmd2` reports which one ran when asked.
 """
 from __future__ import annotations
 
 import functools
+import importlib.metadata
+import json
 import math
+import os
+import platform
+import warnings
+from pathlib import Path
 from typing import Sequence
 
 import torch
+from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
 
 KERNELS = ("gaussian", "laplacian", "energy")
@@ -30,22 +41,6 @@ BACKENDS = ("auto", "dense", "blocked", "keops", "geomloss")
 
 
 # --------------------------------------------------------------------------------- kernels
-def _safe_sqrt(d2: torch.Tensor) -> torch.Tensor:
-    """sqrt with gradient 0 (not NaN) at d² = 0: coincident points are common in training."""
-    positive = d2 > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, d2, torch.ones_like(d2))),
-                       torch.zeros_like(d2))
-
-
-def _kernel_from_d2(d2: torch.Tensor, kernel: str, bandwidths: Sequence[float]) -> torch.Tensor:
-    if kernel == "gaussian":
-        return sum(torch.exp(d2 * (-0.5 / s ** 2)) for s in bandwidths)
-    dist = _safe_sqrt(d2)
-    if kernel == "laplacian":
-        return sum(torch.exp(dist * (-1.0 / s)) for s in bandwidths)
-    return -dist  # energy
-
-
 def kernel_at_zero(kernel: str, bandwidths: Sequence[float]) -> float:
     """k(x, x): what the unbiased estimator removes from the within-set sums."""
     return 0.0 if kernel == "energy" else float(len(bandwidths))
@@ -53,38 +48,169 @@ def kernel_at_zero(kernel: str, bandwidths: Sequence[float]) -> float:
 
 # ------------------------------------------------------------------ weighted kernel sums
 # Each backend computes  S(x, y) = Σ_ij a_i b_j k(x_i, y_j)  (a, b the weights, summing to 1).
-def _squared_distances(x, y, diagonal_offset=None):
-    """‖x‖² + ‖y‖² − 2xyᵀ, clamped at 0; with ``diagonal_offset`` (x a row block of y starting
-    at that row), the self-distances are set to exactly 0: rounding would make them ~1e-7."""
-    d2 = torch.addmm((x * x).sum(1, keepdim=True) + (y * y).sum(1), x, y.T, alpha=-2).clamp_min_(0)
+def _d2_scale(kernel, bandwidths) -> float:
+    """The factor folded into the distance product: the Gaussian exponent −1/(2σ²) for one
+    bandwidth (then exp follows directly), else 1."""
+    return -0.5 / bandwidths[0] ** 2 if kernel == "gaussian" and len(bandwidths) == 1 else 1.0
+
+
+def _augmented(x, y, scale):
+    """[x, ‖x‖², 1] and scale·[−2y, 1, ‖y‖²]: their product is scale·‖x_i − y_j‖²."""
+    left = torch.cat([x, (x * x).sum(1, keepdim=True), x.new_ones(x.shape[0], 1)], 1)
+    right = torch.cat([y * (-2 * scale), y.new_full((y.shape[0], 1), scale),
+                       (y * y).sum(1, keepdim=True) * scale], 1)
+    return left, right
+
+
+def _scaled_d2(x, y, scale=1.0, diagonal_offset=None, augmented=None):
+    """scale·‖x_i − y_j‖² as ONE matrix product of the augmented matrices (no separate N×M
+    additions; ``augmented``, if given, is :func:`_augmented` of x and y), clamped at 0 for
+    scale > 0; with ``diagonal_offset`` (x a row block of y starting at that row) the
+    self-distances are set to exactly 0: rounding would make them ~1e-7."""
+    left, right = augmented if augmented is not None else _augmented(x, y, scale)
+    d2 = left @ right.T
+    if scale > 0:
+        d2 = d2.clamp_min_(0)
+    # scale < 0 (the Gaussian exponent): not clamped; a rounding-level d² < 0 changes exp by
+    # a rounding-level amount, and the pass over N×M entries is saved
     if diagonal_offset is not None:
         d2.diagonal(offset=diagonal_offset).zero_()
     return d2
 
 
-def _dense_block(x, y, b, kernel, bandwidths, diagonal_offset=None):
-    return _kernel_from_d2(_squared_distances(x, y, diagonal_offset), kernel, bandwidths) @ b
+def _squared_distances(x, y, diagonal_offset=None, augmented=None):
+    """‖x‖² + ‖y‖² − 2xyᵀ, clamped at 0 (self-distances exactly 0, see :func:`_scaled_d2`)."""
+    return _scaled_d2(x, y, 1.0, diagonal_offset, augmented)
+
+
+def _kernel_matrices(x, y, b, a, kernel, bandwidths, diagonal_offset, want_slope, want_colsum, augmented=None):
+    """K b, (Kᵀ a if ``want_colsum``) and, if ``want_slope``, (P, c) with c·P = ∂k/∂d² elementwise
+    (P is zero where d = 0 for the laplacian and energy kernels: their gradient there is 0).
+    Every N×M step is done in place on at most three N×M buffers."""
+    kb, ka, slope, factor = 0, 0, None, 1.0
+    if kernel == "gaussian" and len(bandwidths) == 1:
+        factor = _d2_scale(kernel, bandwidths)  # k = exp(c d²), ∂k/∂d² = c k
+        k = _scaled_d2(x, y, factor, diagonal_offset, augmented).exp_()
+        kb, ka = k @ b, (k.T @ a if want_colsum else 0)
+        return kb, ka, (k if want_slope else None), factor
+    d2 = _squared_distances(x, y, diagonal_offset, augmented)
+    if kernel == "gaussian":
+        buf = torch.empty_like(d2)
+        for s in bandwidths:
+            c = -0.5 / s ** 2
+            torch.mul(d2, c, out=buf).exp_()
+            kb = kb + buf @ b
+            if want_colsum:
+                ka = ka + buf.T @ a
+            if want_slope:
+                slope = buf * c if slope is None else slope.add_(buf, alpha=c)
+        return kb, ka, slope, factor
+    dist = d2.sqrt_()
+    if kernel == "energy":  # k = −d, ∂k/∂d² = −1/(2d)
+        kb, ka = -(dist @ b), (-(dist.T @ a) if want_colsum else 0)
+        if want_slope:
+            slope = dist.reciprocal().mul_(-0.5).masked_fill_(dist == 0, 0)
+        return kb, ka, slope, factor
+    buf = torch.empty_like(dist)  # laplacian: k = Σ exp(−d/σ), ∂k/∂d² = Σ −exp(−d/σ)/(2σd)
+    for s in bandwidths:
+        torch.mul(dist, -1.0 / s, out=buf).exp_()
+        kb = kb + buf @ b
+        if want_colsum:
+            ka = ka + buf.T @ a
+        if want_slope:
+            slope = buf * (-0.5 / s) if slope is None else slope.add_(buf, alpha=-0.5 / s)
+    if want_slope:
+        slope.div_(dist).masked_fill_(dist == 0, 0)
+    return kb, ka, slope, factor
+
+
+class _DenseKernelSum(torch.autograd.Function):
+    """S = aᵀ K(x, y) b on the dense N×M matrix, with its first derivative written out:
+    ∂S/∂x_i = 2 a_i Σ_j b_j k'(d²_ij) (x_i − y_j) = 2 a_i (x_i (P b)_i − (P (b⊙y))_i), one matrix
+    product [b⊙y, b] per operand that needs a gradient. ``symmetric`` (y is x, b is a): by the
+    symmetry of k the gradient is twice that of the first operand, so the N×N×D product is done
+    once, not twice as autograd would. Second derivatives are not provided (an error, not a
+    wrong number)."""
+
+    @staticmethod
+    def forward(ctx, x, y, a, b, kernel, bandwidths, diagonal_offset, symmetric, augmented=None):
+        need_x, need_y, need_a, need_b = ctx.needs_input_grad[:4]
+        if symmetric:
+            need_x, need_a = need_x or need_y, need_a or need_b
+            need_y = need_b = False
+        kb, ka, slope, factor = _kernel_matrices(x, y, b, a, kernel, bandwidths, diagonal_offset,
+                                                 need_x or need_y, need_b, augmented)
+        ctx.symmetric, ctx.factor = symmetric, factor
+        ctx.save_for_backward(x, y, a, b, slope, kb if need_a else None, ka if need_b else None)
+        ctx.needs = (need_x, need_y, need_a, need_b)
+        return a @ kb
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, y, a, b, slope, kb, ka = ctx.saved_tensors
+        need_x, need_y, need_a, need_b = ctx.needs
+        gx = gy = ga = gb = None
+        scale = 2 * ctx.factor * grad * (2 if ctx.symmetric else 1)
+        if need_x:
+            r = slope @ torch.cat([y * b[:, None], b[:, None]], 1)
+            gx = (x * r[:, -1:] - r[:, :-1]).mul_(a[:, None] * scale)
+        if need_y:
+            r = slope.T @ torch.cat([x * a[:, None], a[:, None]], 1)
+            gy = (y * r[:, -1:] - r[:, :-1]).mul_(b[:, None] * scale)
+        if need_a:
+            ga = kb * (grad * (2 if ctx.symmetric else 1))
+        if need_b:
+            gb = ka * grad
+        return gx, gy, ga, gb, None, None, None, None, None
+
+
+def _dense_block_sum(x, y, a, b, kernel, bandwidths, diagonal_offset=None, symmetric=False, augmented=None):
+    """``augmented``: (left, right) of :func:`_augmented` for these rows, precomputed and
+    detached (the backward differentiates x and y directly)."""
+    return _DenseKernelSum.apply(x, y, a, b, kernel, tuple(bandwidths), diagonal_offset, symmetric, augmented)
+
+
+SYMMETRIC_SPLIT_MIN = 400  # within-set sums at least this large are split in halves
 
 
 def _sum_dense(x, y, a, b, kernel, bandwidths, same):
-    return a @ _dense_block(x, y, b, kernel, bandwidths, 0 if same else None)
+    """A within-set sum (``same``) is symmetric: S = S₁₁ + S₂₂ + 2 S₁₂ over the halves of x, so
+    only the upper triangle of blocks is computed (3/4 of the pairs per level, halves split again
+    while they have ≥ SYMMETRIC_SPLIT_MIN rows); the augmented matrices are made once."""
+    if not same or x.shape[0] < SYMMETRIC_SPLIT_MIN:
+        return _dense_block_sum(x, y, a, b, kernel, bandwidths, 0 if same else None, same)
+    with torch.no_grad():
+        left, right = _augmented(x, x, _d2_scale(kernel, bandwidths))
+
+    def split(lo, hi):
+        if hi - lo < SYMMETRIC_SPLIT_MIN:
+            xs, as_ = x[lo:hi], a[lo:hi]
+            return _dense_block_sum(xs, xs, as_, as_, kernel, bandwidths, 0, True, (left[lo:hi], right[lo:hi]))
+        mid = (lo + hi) // 2
+        off = _dense_block_sum(x[lo:mid], x[mid:hi], a[lo:mid], a[mid:hi], kernel, bandwidths, None, False,
+                               (left[lo:mid], right[mid:hi]))
+        return split(lo, mid) + split(mid, hi) + 2 * off
+    return split(0, x.shape[0])
+
+
+BLOCK_ENTRIES = 1 << 24  # kernel entries per row block of the blocked backend (~16M)
 
 
 def _sum_blocked(x, y, a, b, kernel, bandwidths, same, block_rows=None):
     if block_rows is None:
-        block_rows = max(1, (1 << 24) // max(1, y.shape[0]))  # ~16M kernel entries per block
+        block_rows = max(1, BLOCK_ENTRIES // max(1, y.shape[0]))
     total = x.new_zeros(())
     for start in range(0, x.shape[0], block_rows):
         stop = min(start + block_rows, x.shape[0])
         offset = start if same else None  # this block's self-pairs sit on the diagonal at +start
 
-        def row_block(xb, y_, b_, offset=offset):
-            return _dense_block(xb, y_, b_, kernel, bandwidths, offset)
+        def row_block(xb, y_, ab, b_, offset=offset):
+            return _dense_block_sum(xb, y_, ab, b_, kernel, bandwidths, offset)
         if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad):
-            rows = checkpoint(row_block, x[start:stop], y, b, use_reentrant=False)
+            total = total + checkpoint(row_block, x[start:stop], y, a[start:stop], b, use_reentrant=False)
         else:
-            rows = row_block(x[start:stop], y, b)
-        total = total + a[start:stop] @ rows
+            total = total + row_block(x[start:stop], y, a[start:stop], b)
     return total
 
 
@@ -118,7 +244,8 @@ _SUMS = {"dense": _sum_dense, "blocked": _sum_blocked, "keops": _sum_keops}
 
 
 def _mmd2_geomloss(x, y, a, b, kernel, bandwidths):
-    """geomloss.SamplesLoss returns half the biased MMD² for one bandwidth (GUIDE.md)."""
+    """geomloss.SamplesLoss returns half the biased MMD² for one bandwidth (its kernel norm is
+    ½‖α − β‖²_k, GeomLoss documentation)."""
     from geomloss import SamplesLoss
     backend = "online" if keops_status() == "ok" and x.shape[0] * y.shape[0] > 5000 ** 2 else "tensorized"
     blurs = [None] if kernel == "energy" else list(bandwidths)
@@ -130,36 +257,164 @@ def _mmd2_geomloss(x, y, a, b, kernel, bandwidths):
 
 
 # --------------------------------------------------------------------------- backend choice
-# Thresholds measured by `python -m bench perf mmd` (results/perf/): KeOps wins in low
-# dimension once the N×M matrix is large; the dense matrix product wins in high dimension.
+# KeOps wins in low dimension once the N×M matrix is large; the dense matrix product wins in
+# high dimension. Where the crossover lies depends on the machine, so `auto` follows a
+# calibration of this machine when one is stored (`python -m bench perf mmd --calibrate`, which
+# times dense against keops, see bench/perf.py) and these shipped defaults otherwise.
 KEOPS_MAX_DIM = {"cpu": 16, "cuda": 64}
-KEOPS_MIN_PAIRS = {"cpu": 1500 ** 2, "cuda": 2048 ** 2}  # cpu: dense wins at N=1000, KeOps 2x at 3000
+# cpu: with the dense path of this version, dense beat keops at every N measured on a 2-core
+# CPU (D = 2: 3× at N = 10⁴), so keops is chosen by default only where dense needs ~10 GB
+KEOPS_MIN_PAIRS = {"cpu": 20000 ** 2, "cuda": 2048 ** 2}
+CALIBRATION_VERSION = 1  # bump when the backends' code changes what the crossovers would be
+CALIBRATION_DIMS = {"cpu": (2, 8, 32), "cuda": (2, 16, 64, 256)}
+ENV_NO_CALIBRATION = "BENCH_NO_CALIBRATION"  # set (to anything) to ignore stored calibrations
 
 
 def _free_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     try:
-        import os
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 4 << 30
 
 
-def choose_backend(n: int, m: int, dim: int, device: torch.device | str = "cpu",
-                   dtype: torch.dtype = torch.float32, requires_grad: bool = True) -> str:
-    """The fastest backend expected for these sizes, among those that fit in memory."""
+def _kind(device) -> str:
+    return "cuda" if torch.device(device).type == "cuda" else "cpu"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def calibration_key(device, dtype: torch.dtype) -> dict:
+    """What a calibration is valid for: the device (CPU model and threads, or GPU name), the
+    dtype, the library versions and :data:`CALIBRATION_VERSION`. Any change makes it stale."""
     device = torch.device(device)
-    kind = "cuda" if device.type == "cuda" else "cpu"
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{_cpu_model()}, {torch.get_num_threads()} threads"
+    versions = {}
+    for pkg in ("torch", "pykeops"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {"device": name, "dtype": str(dtype).removeprefix("torch."), **versions,
+            "calibration_version": CALIBRATION_VERSION}
+
+
+def calibration_path(device, dtype: torch.dtype) -> Path:
+    from bench.environment import cache_dir
+    return cache_dir() / "mmd-calibration" / f"{_kind(device)}-{str(dtype).removeprefix('torch.')}.json"
+
+
+class CalibrationError(ValueError):
+    """A stored calibration that is unreadable, malformed, or for another machine/version."""
+
+
+def _positive_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def validate_calibration(data, key: dict) -> list[dict]:
+    """The rules of a calibration file's content, checked against a schema and the current key:
+    ``{"key": {...}, "rules": [{"max_dim": int > 0, "keops_min_n": int > 0 or null,
+    "how": str}, ...]}`` with strictly increasing ``max_dim``. Raises :class:`CalibrationError`."""
+    if not isinstance(data, dict):
+        raise CalibrationError("not a JSON object")
+    if data.get("key") != key:
+        raise CalibrationError(f"stale: made for {data.get('key')!r}, this is {key!r}")
+    rules = data.get("rules")
+    if not isinstance(rules, list) or not rules:
+        raise CalibrationError("no rules")
+    last = 0
+    for rule in rules:
+        if not isinstance(rule, dict) or not _positive_int(rule.get("max_dim")) or rule["max_dim"] <= last:
+            raise CalibrationError(f"bad rule {rule!r}: max_dim must be a positive integer, increasing")
+        if rule.get("keops_min_n") is not None and not _positive_int(rule["keops_min_n"]):
+            raise CalibrationError(f"bad rule {rule!r}: keops_min_n must be a positive integer or null")
+        if not isinstance(rule.get("how"), str):
+            raise CalibrationError(f"bad rule {rule!r}: how must be a string")
+        last = rule["max_dim"]
+    return rules
+
+
+@functools.cache
+def stored_calibration(kind: str, dtype: torch.dtype) -> tuple[list[dict] | None, str]:
+    """(rules, note) of the calibration stored for this device kind and dtype, read once per
+    process; (None, reason) when there is none, and a warning, once, when it is unusable (then
+    the shipped defaults apply until `python -m bench perf mmd --calibrate` redoes it). Nothing is
+    ever timed here: a training run or a test never depends on timing noise."""
+    if os.environ.get(ENV_NO_CALIBRATION):
+        return None, f"${ENV_NO_CALIBRATION} is set"
+    device = torch.device("cuda" if kind == "cuda" else "cpu")
+    path = calibration_path(device, dtype)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None, "no calibration"
+    except OSError as err:
+        warnings.warn(f"MMD calibration {path} unreadable ({err}); using the shipped defaults", stacklevel=2)
+        return None, "unreadable calibration"
+    try:
+        rules = validate_calibration(json.loads(text), calibration_key(device, dtype))
+    except (ValueError, CalibrationError) as err:
+        warnings.warn(f"MMD calibration {path} ignored ({err}); using the shipped defaults; "
+                      f"`python -m bench perf mmd --calibrate` redoes it", stacklevel=2)
+        return None, "invalid calibration"
+    return rules, str(path)
+
+
+def explain_choice(n: int, m: int, dim: int, device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float32) -> tuple[str, str]:
+    """(backend, the rule that chose it): see :func:`choose_backend`."""
+    kind = _kind(device)
     pairs = max(n, m) ** 2
     keops_ok = keops_status() == "ok"
-    if keops_ok and dim <= KEOPS_MAX_DIM[kind] and pairs >= KEOPS_MIN_PAIRS[kind]:
-        return "keops"
+    if keops_ok:
+        rules, _ = stored_calibration(kind, dtype)
+        tag = f"calibration {kind}/{str(dtype).removeprefix('torch.')}"
+        if rules is not None:
+            rule = next((r for r in rules if dim <= r["max_dim"]), None)
+            if rule is None:
+                why = f"{tag}: dense above D={rules[-1]['max_dim']}"
+            elif rule["keops_min_n"] is not None and max(n, m) >= rule["keops_min_n"]:
+                return "keops", f"{tag}: keops from N≥{rule['keops_min_n']} at D≤{rule['max_dim']}"
+            else:
+                why = (f"{tag}: dense at D≤{rule['max_dim']}, " +
+                       (f"keops from N≥{rule['keops_min_n']}" if rule["keops_min_n"] else rule["how"]))
+        elif dim <= KEOPS_MAX_DIM[kind] and pairs >= KEOPS_MIN_PAIRS[kind]:
+            return "keops", f"shipped default: keops from {math.isqrt(KEOPS_MIN_PAIRS[kind])}² pairs at D≤{KEOPS_MAX_DIM[kind]}"
+        else:
+            why = f"shipped default: dense below {math.isqrt(KEOPS_MIN_PAIRS[kind])}² pairs or above D={KEOPS_MAX_DIM[kind]}"
+    else:
+        why = "keops unusable"
     # dense keeps a few N×M temporaries (distances, kernel, gradient) alive at once
     need = 6 * pairs * torch.finfo(dtype).bits // 8
-    if need < 0.5 * _free_bytes(device):
-        return "dense"
-    return "keops" if keops_ok and dim <= 4 * KEOPS_MAX_DIM[kind] else "blocked"
+    if need < 0.5 * _free_bytes(torch.device(device)):
+        return "dense", why
+    memo = f"memory: dense would need ~{need / 2**30:.1f} GiB"
+    if keops_ok and dim <= 4 * KEOPS_MAX_DIM[kind]:
+        return "keops", memo
+    return "blocked", memo
+
+
+def choose_backend(n: int, m: int, dim: int, device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float32, requires_grad: bool = True) -> str:
+    """The fastest backend expected for these sizes, among those that fit in memory: KeOps
+    from the crossover size measured on this machine (stored calibration) or shipped defaults,
+    dense below it, blocked (or keops) when dense would not fit. :func:`explain_choice` says
+    which rule chose."""
+    return explain_choice(n, m, dim, device, dtype)[0]
 
 
 # ---------------------------------------------------------------------------------- public
@@ -201,7 +456,7 @@ def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: str = "gaussian",
                                  torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
     y = y.to(dtype=x.dtype)
     # Kernels depend on x − y only: centring removes the cancellation of the matrix form.
-    centre = torch.cat([x.detach(), y.detach()]).mean(0)
+    centre = (x.detach().sum(0) + y.detach().sum(0)) / (x.shape[0] + y.shape[0])  # no (N+M)×D copy
     x, y = x - centre, y - centre
     a, b = _weights(x_weights, x.shape[0], x), _weights(y_weights, y.shape[0], x)
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from bench import store
-from bench.environment import PROJECT_ROOT
+from bench.environment import PROJECT_ROOT, cache_dir
 from bench.registry import BenchError
 
 # md5 of the uncompressed files (../shared/data/README.md; the same as torchvision's)
@@ -26,11 +26,6 @@ FILES = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 ENV_DATA = "BENCH_MNIST_DIR"
-ENV_CACHE = "BENCH_CACHE_DIR"
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get(ENV_CACHE, Path.home() / ".cache" / "bench"))
 
 
 def candidate_dirs(explicit: str | Path | None = None) -> list[Path]:

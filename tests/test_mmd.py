@@ -100,7 +100,7 @@ def test_auto_returns_the_numbers_of_the_backend_it_picks():
 
 
 def test_far_from_origin_float32_is_accurate():
-    """The matrix form cancels badly far from the origin unless the data are centred (GUIDE.md)."""
+    """The matrix form cancels badly far from the origin unless the data are centred."""
     x = torch.randn(200, 50, dtype=torch.float64)
     y = torch.randn(200, 50, dtype=torch.float64) + 0.05
     ref = mmd.mmd2(x, y, "energy", backend="dense").item()
@@ -133,3 +133,116 @@ def test_median_distance_known_value():
     x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
     assert mmd.median_distance(x) == pytest.approx(5.0)  # distances 5, 10, 5
     assert math.isclose(mmd.gaussian_bandwidths(2.0, (1, 0.5))[1], 1.0)
+
+
+# ------------------------------------------------------------- dispatch and realistic sizes
+@pytest.fixture
+def calibrated(monkeypatch):
+    """auto follows a calibration that sends D ≤ 4 to keops from N = 100 (no file, no timing)."""
+    rules = [{"max_dim": 4, "keops_min_n": 100, "how": "test"}, {"max_dim": 32, "keops_min_n": None, "how": "test"}]
+    monkeypatch.setattr(mmd, "stored_calibration", lambda kind, dtype: (rules, "test"))
+    return rules
+
+
+def test_auto_runs_keops_and_blocked_with_their_numbers(calibrated, monkeypatch):
+    x, y = torch.randn(150, 2, dtype=torch.float64), torch.randn(150, 2, dtype=torch.float64) + 0.1
+    value, chosen = mmd.mmd2(x, y, "gaussian", BANDWIDTHS, "unbiased", return_backend=True)
+    assert chosen == "keops"
+    assert value.item() == mmd.mmd2(x, y, "gaussian", BANDWIDTHS, "unbiased", backend="keops").item()
+    assert mmd.explain_choice(150, 150, 2)[1].startswith("calibration cpu/float32: keops from N≥100")
+    assert mmd.choose_backend(99, 99, 2) == "dense" and mmd.choose_backend(150, 150, 8) == "dense"
+    monkeypatch.setattr(mmd, "_free_bytes", lambda device: 1000)  # dense does not fit
+    x, y = torch.randn(60, 100, dtype=torch.float64), torch.randn(60, 100, dtype=torch.float64) + 0.1
+    value, chosen = mmd.mmd2(x, y, "gaussian", BANDWIDTHS, "unbiased", return_backend=True)
+    assert chosen == "blocked"
+    assert value.item() == pytest.approx(direct_mmd2(x, y, "gaussian", BANDWIDTHS, "unbiased").item(), abs=1e-12)
+
+
+def test_auto_falls_back_to_dense_when_keops_is_unusable(calibrated, monkeypatch):
+    monkeypatch.setattr(mmd, "keops_status", lambda: "pykeops unusable: ImportError: test")
+    x, y = torch.randn(150, 2, dtype=torch.float64), torch.randn(150, 2, dtype=torch.float64)
+    value, chosen = mmd.mmd2(x, y, "gaussian", BANDWIDTHS, return_backend=True)
+    assert chosen == "dense" and mmd.explain_choice(5000, 5000, 2)[1] == "keops unusable"
+    monkeypatch.setattr(mmd, "_free_bytes", lambda device: 1000)
+    assert mmd.choose_backend(150, 150, 2) == "blocked"
+
+
+def test_blocked_with_several_blocks_through_mmd2(monkeypatch):
+    monkeypatch.setattr(mmd, "BLOCK_ENTRIES", 7 * 40)  # 7 rows of 40 per block: 8 blocks
+    x, y = _data(n=50, m=40)
+    for kernel in mmd.KERNELS:
+        xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+        ref = direct_mmd2(xr, yr, kernel, BANDWIDTHS, "unbiased")
+        xb, yb = x.clone().requires_grad_(), y.clone().requires_grad_()
+        value = mmd.mmd2(xb, yb, kernel, BANDWIDTHS, "unbiased", backend="blocked")
+        assert value.item() == pytest.approx(ref.item(), abs=1e-12)
+        gx, gy = torch.autograd.grad(value, (xb, yb))
+        gdx, gdy = torch.autograd.grad(mmd.mmd2(xr, yr, kernel, BANDWIDTHS, "unbiased", backend="dense"), (xr, yr))
+        torch.testing.assert_close(gx, gdx, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(gy, gdy, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel", mmd.KERNELS)
+def test_dense_split_of_within_set_sums_matches_direct(kernel, monkeypatch):
+    monkeypatch.setattr(mmd, "SYMMETRIC_SPLIT_MIN", 4)  # 9 rows -> 4 + 5 -> 2 + 2 + 2 + 3
+    x, y = _data()
+    xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+    ref = direct_mmd2(xr, yr, kernel, BANDWIDTHS, "unbiased")
+    xb, yb = x.clone().requires_grad_(), y.clone().requires_grad_()
+    value = mmd.mmd2(xb, yb, kernel, BANDWIDTHS, "unbiased", backend="dense")
+    assert value.item() == pytest.approx(ref.item(), abs=1e-12)
+    if kernel == "gaussian":  # the direct form's sqrt has no finite gradient at the coincident pair
+        for g, r in zip(torch.autograd.grad(value, (xb, yb)), torch.autograd.grad(ref, (xr, yr))):
+            torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype,dim,bandwidths", [(torch.float32, 2, (1.0,)), (torch.float64, 3, BANDWIDTHS)])
+def test_backends_agree_at_realistic_size(dtype, dim, bandwidths):
+    """N = 2500 against 2000: values and gradients of every backend through the public mmd2."""
+    x = torch.randn(2500, dim, dtype=dtype)
+    y = torch.randn(2000, dim, dtype=dtype) * 1.2 + 0.3
+    results = {}
+    for backend in BACKENDS:
+        xb = x.clone().requires_grad_()
+        value = mmd.mmd2(xb, y, "gaussian", bandwidths, "unbiased", backend=backend)
+        results[backend] = (value.detach(), torch.autograd.grad(value, xb)[0])
+    ref_value, ref_grad = results["dense"]
+    rtol = 1e-4 if dtype == torch.float32 else 1e-10
+    for backend, (value, grad) in results.items():
+        assert value.item() == pytest.approx(ref_value.item(), rel=rtol), backend
+        torch.testing.assert_close(grad, ref_grad, rtol=rtol, atol=rtol * ref_grad.abs().max().item())
+    assert ref_value.item() > 0.01  # a real difference, not rounding noise
+
+
+def test_energy_distance_against_scipy_and_brute_force():
+    from scipy.stats import energy_distance as scipy_energy
+    x, y = torch.randn(40, 1, dtype=torch.float64), torch.randn(30, 1, dtype=torch.float64) * 2 + 0.5
+    # scipy: sqrt(2E|X−Y| − E|X−X'| − E|Y−Y'|), the V-statistic (diagonals included)
+    ref = scipy_energy(x[:, 0].numpy(), y[:, 0].numpy()) ** 2
+    for backend in BACKENDS:
+        assert mmd.energy_distance(x, y, "biased", backend).item() == pytest.approx(ref, rel=1e-12)
+    dxy, dxx, dyy = (torch.cdist(p, q) for p, q in ((x, y), (x, x), (y, y)))
+    n, m = len(x), len(y)
+    brute = 2 * dxy.mean() - dxx.sum() / (n * (n - 1)) - dyy.sum() / (m * (m - 1))
+    for backend in BACKENDS:
+        assert mmd.energy_distance(x, y, "unbiased", backend).item() == pytest.approx(brute.item(), rel=1e-12)
+
+
+def test_second_derivative_is_refused_not_wrong():
+    x = torch.randn(6, 2, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(mmd.mmd2(x, x.detach() + 1, backend="dense"), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(g.sum(), x)
+
+
+@pytest.mark.parametrize("backend", ["dense", "blocked"])
+@pytest.mark.parametrize("kernel", mmd.KERNELS)
+def test_gradient_in_the_weights_matches_direct(backend, kernel):
+    x, y = torch.randn(8, 2, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    a0, b0 = torch.rand(8, dtype=x.dtype) + 0.1, torch.rand(6, dtype=x.dtype) + 0.1
+    a, b = a0.clone().requires_grad_(), b0.clone().requires_grad_()
+    ref = torch.autograd.grad(direct_mmd2(x, y, kernel, BANDWIDTHS, "biased", a, b), (a, b))
+    a, b = a0.clone().requires_grad_(), b0.clone().requires_grad_()
+    value = mmd.mmd2(x, y, kernel, BANDWIDTHS, "biased", x_weights=a, y_weights=b, backend=backend)
+    for g, r in zip(torch.autograd.grad(value, (a, b)), ref):
+        torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-12)
