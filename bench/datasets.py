@@ -11,7 +11,7 @@ from bench import metrics, mmd, mnist
 from bench.options import Integer, Optional, Real, Text, option_faults
 from bench.registry import Registry
 
-DATASETS = Registry("dataset")  # base class set below, entry points loaded at the end
+DATASETS = Registry("dataset", group="bench.datasets")  # base class set below
 EVAL_SEED = 2_147_483_647  # held-out data never shares a seed with training streams
 
 
@@ -211,6 +211,3 @@ class MNIST(Dataset):
 
 DATASETS.base = Dataset
 DATASETS.check = lambda name, cls: option_faults(cls)
-from bench import plugins  # noqa: E402
-
-plugins.load_entry_points(DATASETS, "bench.datasets")

@@ -6,9 +6,9 @@
       [project.entry-points."bench.methods"]
       my-loss = "my_package.my_loss:MyLoss"
 
-  and every bench process (the CLI, worker processes, Ray tasks) finds it when it imports
-  :mod:`methods` (group ``bench.datasets``: when it imports :mod:`bench.datasets`). The entry
-  point's name is the method's name; its source is recorded as ``dist NAME==VERSION``.
+  and every bench process (the CLI, worker processes, Ray tasks) finds it at its first lookup in
+  ``METHODS`` (group ``bench.datasets``: ``DATASETS``). The entry point's name is the method's
+  name; its source is recorded as ``dist NAME==VERSION``.
 * **--plugin FILE.py or MODULE**, for one command: the file is imported and whatever it registers
   with ``@register_method("name")`` (or ``@DATASETS.register``) is recorded as ``file PATH``
   (``module NAME``). Executors import the same plugins in their workers before a run.

@@ -18,14 +18,31 @@ class BenchError(ValueError):
 
 
 class Registry:
-    def __init__(self, kind: str, base: type | None = None, check: Callable | None = None):
+    def __init__(self, kind: str, base: type | None = None, check: Callable | None = None,
+                 group: str | None = None):
         self.kind = kind
         self.base = base            # every entry must subclass it (set once the base class exists)
         self.check = check          # check(name, factory) -> list of problems, run at registration
+        self.group = group          # entry-point group, loaded on first use (a plugin imports bench too)
+        self._group_loaded = group is None
         self._entries: dict[str, Callable] = {}
         self._sources: dict[str, str] = {}
-        self.problems: dict[str, str] = {}  # name -> why the plugin that claims it cannot be used
+        self._problems: dict[str, str] = {}
         self._loading = "builtin"
+
+    def _load_group(self) -> None:
+        """The entry points of ``group``, once, at the first lookup (not at import: a plugin module
+        that imports ``methods`` would otherwise be imported again half-way through its own import)."""
+        if not self._group_loaded:
+            self._group_loaded = True
+            from bench import plugins
+            plugins.load_entry_points(self, self.group)
+
+    @property
+    def problems(self) -> dict[str, str]:
+        """Name -> why the plugin that claims it cannot be used."""
+        self._load_group()
+        return self._problems
 
     @contextlib.contextmanager
     def loading(self, source: str):
@@ -80,17 +97,21 @@ class Registry:
             self.remove(name)
 
     def names(self) -> list[str]:
+        self._load_group()
         return list(self._entries)
 
     def source(self, name: str) -> str:
         """Where an entry comes from: builtin, dist NAME==VERSION, file PATH or module NAME."""
+        self._load_group()
         return self._sources.get(name, "builtin")
 
     def describe(self) -> dict[str, str]:
+        self._load_group()
         return {name: (inspect.getdoc(f) or "").splitlines()[0] if inspect.getdoc(f) else ""
                 for name, f in self._entries.items()}
 
     def get(self, name: str):
+        self._load_group()
         if name in self.problems:
             raise BenchError(self.problems[name])
         if name not in self._entries:

@@ -6,16 +6,13 @@ file for one command."""
 import importlib
 import pkgutil
 
-from bench import plugins
 from bench.registry import Registry
 from methods.base import Method, contract_faults
 
-METHODS = Registry("method", base=Method, check=contract_faults)
+METHODS = Registry("method", base=Method, check=contract_faults, group="bench.methods")
 register_method = METHODS.register
 
 _NOT_METHODS = {"base", "networks"}
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _NOT_METHODS and not _module.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_module.name}")
-
-plugins.load_entry_points(METHODS, "bench.methods")
