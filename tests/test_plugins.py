@@ -5,6 +5,7 @@ naming itself, trains and writes nothing, and leaves the built-in methods workin
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -189,7 +190,9 @@ def test_a_fresh_process_finds_an_installed_plugin_by_itself(tmp_path):
 def test_the_example_plugin_package_builds_installs_and_runs_beside_a_builtin(tmp_path):
     """The README's worked example as a user installs it: a wheel of examples/bench-moments,
     installed into a folder of its own (never into this environment)."""
-    example = PROJECT_ROOT / "examples" / "bench-moments"
+    example = tmp_path / "bench-moments"  # a copy: building writes build/ and *.egg-info beside the sources
+    shutil.copytree(PROJECT_ROOT / "examples" / "bench-moments", example,
+                    ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     built = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"),
                             str(example)], capture_output=True, text=True, cwd=tmp_path)
