@@ -17,7 +17,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show pykeops' messages (compilation, CUDA)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("list", help="list the registered methods and datasets")
+    plugin_help = ("a .py file or module to import for this command (it registers methods or datasets); "
+                   "repeat for several. Installed plugins (entry points bench.methods / bench.datasets) need none")
+    listing = sub.add_parser("list", help="list the registered methods and datasets, and where each comes from")
+    listing.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE", help=plugin_help)
 
     run = sub.add_parser("run", help="train methods on datasets (a study), then write tables and plots",
                          description="Plans every run (methods × datasets × sweeps × seeds), skips those already "
@@ -25,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study", type=Path, default=None,
                      help="a TOML study file holding any of these settings (flags given here override it)")
     run.add_argument("--methods", default=None, help="comma-separated (default: every registered method)")
+    run.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE", help=plugin_help)
+    run.add_argument("--hparams", default=None,
+                     help="shared (default: one optimiser and batch for every method, the budget is equal) or "
+                          "recommended (each method's paper's optimiser, learning rates, batch, D steps)")
     run.add_argument("--datasets", default=None, help=f"comma-separated (default: {DEFAULT_DATASETS})")
     run.add_argument("--seeds", default=None, help="seeds and ranges, e.g. 0-9 or 0,1,2 (default: 0)")
     run.add_argument("--steps", default=None, help="generator updates per run (default: the profile's)")
@@ -55,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild tables and plots from stored records, without training")
     report.add_argument("--out", type=Path, default=Path("results"))
+    report.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE", help=plugin_help)
 
     perf = sub.add_parser("perf", help="mmd: time the MMD backends on a grid of sizes; study: the executors' "
                                        "throughput on a toy study")
@@ -79,13 +87,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_list(args) -> None:
+def cmd_list(args) -> int:
+    """Every method and dataset with its source; plugins that cannot be used are listed on stderr
+    and make the exit code 2."""
+    from bench import plugins
     from bench.datasets import DATASETS
     from methods import METHODS
     for title, registry in (("methods", METHODS), ("datasets", DATASETS)):
         print(f"{title}:")
+        sources = {name: registry.source(name) for name in registry.names()}
+        width = max(map(len, sources.values()), default=7)
         for name, text in registry.describe().items():
-            print(f"  {name:<8} {text}")
+            print(f"  {name:<8} {sources[name]:<{width}}  {text}")
+    problems = plugins.problems()
+    for text in problems.values():
+        print(f"error: {text}", file=sys.stderr)
+    return 2 if problems else 0
 
 
 def _int_flag(text, flag):
@@ -104,6 +121,8 @@ def study_arguments(args) -> dict:
                       ("out", "out"), ("executor", "executor"), ("address", "address"), ("device", "device")):
         if getattr(args, flag) is not None:
             kwargs[key] = getattr(args, flag)
+    if args.plugin:
+        kwargs["plugins"] = [*kwargs.get("plugins", []), *args.plugin]
     for flag in ("jobs", "threads"):
         if getattr(args, flag) is not None:
             kwargs[flag] = _int_flag(getattr(args, flag), f"--{flag}")
@@ -135,10 +154,12 @@ def study_arguments(args) -> dict:
 
 
 def cmd_run(args) -> None:
-    from bench import report, studies as study
+    from bench import plugins, report, studies as study
     start = time.perf_counter()
     # Everything is validated before anything is trained or written.
     plan = study.plan(**study_arguments(args))
+    for name, text in plugins.problems().items():  # plugins not asked for: said, not fatal
+        print(f"warning: {text}", file=sys.stderr)
     outcome = study.execute(plan, force=args.force, progress=not args.no_progress)
     report.build(plan.out)
     print(f"total wall-clock: {time.perf_counter() - start:.1f} s; {outcome.ran} runs ran ({outcome.diverged} diverged, "
@@ -215,11 +236,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         os.environ["PYKEOPS_VERBOSE"] = os.environ["KEOPS_VERBOSE"] = "1"
     try:
-        COMMANDS[args.command](args)
+        if getattr(args, "plugin", None):
+            from bench import plugins
+            plugins.load_plugins(args.plugin)
+        code = COMMANDS[args.command](args)
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; the run in progress wrote nothing", file=sys.stderr)
         return 130
-    return 0
+    return code or 0

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from bench import metrics, mmd, mnist
-from bench.options import Integer, Optional, Real, Text
+from bench.options import Integer, Optional, Real, Text, option_faults
 from bench.registry import Registry
 
-DATASETS = Registry("dataset")
+DATASETS = Registry("dataset", group="bench.datasets")  # base class set below
 EVAL_SEED = 2_147_483_647  # held-out data never shares a seed with training streams
 
 
@@ -207,3 +207,7 @@ class MNIST(Dataset):
         gen = torch.Generator().manual_seed(EVAL_SEED)
         train = self.train[torch.randperm(len(self.train), generator=gen)[:self.eval_size]]
         return {"train set": mnist.to_float(train), "uniform noise": torch.rand(self.eval_size, 1, 28, 28, generator=gen)}
+
+
+DATASETS.base = Dataset
+DATASETS.check = lambda name, cls: option_faults(cls)

@@ -63,12 +63,15 @@ def error_record(spec: RunSpec, message: str) -> dict:
                                                           "versions": environment.versions()}}
 
 
-def run_one(spec_data: dict, progress: bool = False) -> tuple[dict, object]:
+def run_one(spec_data: dict, progress: bool = False, plugins: tuple = ()) -> tuple[dict, object]:
     """One run from plain data, in whatever process or machine runs it; never raises for a
-    failure of the run itself."""
+    failure of the run itself. ``plugins`` (the command's --plugin files and modules) are imported
+    first: a fresh worker process or a Ray task knows only the built-in and entry-point methods."""
+    from bench import plugins as plugin_lib
     from bench.harness import train_and_evaluate
     spec = from_dict(spec_data)
     try:
+        plugin_lib.load_plugins(plugins)
         return train_and_evaluate(spec, progress=progress)
     except Exception as err:  # noqa: BLE001 (any failure of one run is that run's record)
         return error_record(spec, f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"), None
@@ -78,12 +81,12 @@ class Sequential:
     """Runs one after another in this process (step progress shown on a terminal)."""
     name = "sequential"
 
-    def __init__(self, progress: bool = False):
-        self.progress = progress
+    def __init__(self, progress: bool = False, plugins: tuple = ()):
+        self.progress, self.plugins = progress, tuple(plugins)
 
     def map(self, specs: Iterable[RunSpec]) -> Iterator[tuple[RunSpec, dict, object]]:
         for spec in specs:
-            yield (spec, *run_one(spec.to_dict(), self.progress))
+            yield (spec, *run_one(spec.to_dict(), self.progress, self.plugins))
 
     def close(self):
         pass
@@ -98,8 +101,8 @@ class Processes:
     """N local worker processes (spawned: a fresh interpreter, no forked torch thread pools)."""
     name = "processes"
 
-    def __init__(self, jobs: int):
-        self.jobs = jobs
+    def __init__(self, jobs: int, plugins: tuple = ()):
+        self.jobs, self.plugins = jobs, tuple(plugins)
 
     def _pool(self, workers):
         return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
@@ -109,7 +112,7 @@ class Processes:
         specs = list(specs)
         broken = []
         with self._pool(self.jobs) as pool:
-            futures = {pool.submit(run_one, s.to_dict()): s for s in specs}
+            futures = {pool.submit(run_one, s.to_dict(), False, self.plugins): s for s in specs}
             try:
                 for future in cf.as_completed(futures):
                     try:
@@ -124,7 +127,7 @@ class Processes:
         for spec in broken:
             with self._pool(1) as pool:
                 try:
-                    yield (spec, *pool.submit(run_one, spec.to_dict()).result())
+                    yield (spec, *pool.submit(run_one, spec.to_dict(), False, self.plugins).result())
                 except cf.process.BrokenProcessPool:
                     yield spec, error_record(spec, "its worker process died (killed, or out of memory)"), None
 
@@ -137,12 +140,12 @@ class Ray:
     collected with ray.wait as they finish, records returned through the object store."""
     name = "ray"
 
-    def __init__(self, address: str | None, workers: int, threads: int):
+    def __init__(self, address: str | None, workers: int, threads: int, plugins: tuple = ()):
         try:
             import ray
         except ImportError:
             raise BenchError("--executor ray needs Ray: pip install 'bench[ray]' (or pip install ray)") from None
-        self.ray, self.workers, self.threads = ray, workers, threads
+        self.ray, self.workers, self.threads, self.plugins = ray, workers, threads, tuple(plugins)
         kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         try:
             if address:
@@ -173,7 +176,7 @@ class Ray:
                 if len(pending) >= capacity:
                     ready, pending = ray.wait(pending, num_returns=1)
                     yield from collect(ready)
-                ref = self.task.remote(spec.to_dict())
+                ref = self.task.remote(spec.to_dict(), False, self.plugins)  # a --plugin file must exist on the worker
                 owner[ref] = spec
                 pending.append(ref)
             while pending:
@@ -188,9 +191,9 @@ class Ray:
         self.ray.shutdown()
 
 
-def make_executor(name: str, jobs: int, threads: int, address: str | None, progress: bool):
+def make_executor(name: str, jobs: int, threads: int, address: str | None, progress: bool, plugins: tuple = ()):
     if name == "ray":
-        return Ray(address, jobs, threads)
+        return Ray(address, jobs, threads, plugins)
     if name == "processes":
-        return Processes(jobs)
-    return Sequential(progress)
+        return Processes(jobs, plugins)
+    return Sequential(progress, plugins)

@@ -34,18 +34,19 @@ def eval_times(budget_seconds: float, points: int) -> list[float]:
     return [budget_seconds * i / points for i in range(1, points + 1)]
 
 
+OPTIMIZERS = {"adam": lambda params, s: torch.optim.Adam(params, s["lr"], betas=tuple(s["betas"])),
+              "rmsprop": lambda params, s: torch.optim.RMSprop(params, s["lr"])}
+
+
 def _optimizer(params, settings: dict) -> torch.optim.Optimizer:
-    if settings["name"] != "adam":
-        raise BenchError(f"unknown optimizer {settings['name']!r}; choose from: adam")
-    return torch.optim.Adam(params, settings["lr"], betas=tuple(settings["betas"]))
+    if settings["name"] not in OPTIMIZERS:
+        raise BenchError(f"unknown optimizer {settings['name']!r}; choose from: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[settings["name"]](params, settings)
 
 
-def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> tuple[dict, object]:
-    """Spec in, record and samples out: one run, trained and evaluated on its schedule.
-
-    Writes nothing (the caller stores the record, wherever the run happened). ``observer(step,
-    nets, samples)``, if given, is called at every evaluation: the theory lab watches the same
-    loop the benchmark runs instead of copying it."""
+def build(spec: RunSpec):
+    """The run's dataset, method, networks (seeded) and data stream, on its device: what
+    :func:`train_and_evaluate` trains, and what :func:`bench.testing.check_method` steps by hand."""
     device = environment.resolve_device(spec.device)
     if spec.threads:
         torch.set_num_threads(spec.threads)
@@ -61,7 +62,9 @@ def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> 
         generator, discriminator = DecodedGenerator(spec.noise_dim, autoencoder.decoder, autoencoder.code_dim), None
         encoder = autoencoder.encoder.requires_grad_(False).to(device)
     else:
-        generator, discriminator = build_networks(dataset, spec, with_discriminator=method.uses_discriminator)
+        generator, discriminator = build_networks(dataset, spec, with_discriminator=method.uses_discriminator,
+                                                  inputs=method.discriminator_inputs,
+                                                  outputs=method.discriminator_outputs)
     generator.to(device)
     nets = Nets(generator=generator, g_opt=_optimizer(generator.parameters(), spec.optimizer("generator")),
                 noise=noise_sampler(spec.noise, spec.noise_dim, noise_stream, device), encoder=encoder)
@@ -69,15 +72,26 @@ def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> 
         nets.discriminator = discriminator.to(device)
         nets.d_opt = _optimizer(discriminator.parameters(), spec.optimizer("discriminator"))
 
+    def real():
+        return dataset.sample(spec.batch_size, data_stream).to(device)
+    return device, dataset, method, nets, real
+
+
+def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> tuple[dict, object]:
+    """Spec in, record and samples out: one run, trained and evaluated on its schedule.
+
+    Writes nothing (the caller stores the record, wherever the run happened). ``observer(step,
+    nets, samples)``, if given, is called at every evaluation: the theory lab watches the same
+    loop the benchmark runs instead of copying it."""
+    device, dataset, method, nets, real = build(spec)
+    generator = nets.generator
+
     reference = dataset.reference(device)
     eval_z = noise_sampler(spec.noise, spec.noise_dim, torch.Generator().manual_seed(spec.seed + 2), device)(
         dataset.eval_size)  # the same z at every evaluation: curves show G changing, not z
     by_time = spec.budget_seconds is not None
     schedule = eval_times(spec.budget_seconds, spec.eval_points) if by_time else eval_schedule(spec.steps,
                                                                                               spec.eval_points)
-
-    def real():
-        return dataset.sample(spec.batch_size, data_stream).to(device)
 
     def sync():
         if device.type == "cuda":
@@ -137,6 +151,8 @@ def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> 
         "spec": spec.to_dict(),
         "identity": spec.identity(),
         "method_settings": method.options(),
+        "method_source": METHODS.source(spec.method),
+        "dataset_source": DATASETS.source(spec.dataset),
         "method_learned": method.learned(),
         "timing": {"train_seconds": train_seconds, "eval_seconds": eval_seconds,
                    "steps_per_second": final["steps_per_second"]},

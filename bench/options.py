@@ -247,3 +247,37 @@ def validate_options(owner: str, constraints: Mapping[str, Constraint] | None,
         except (_Reject, ValueError, TypeError, OverflowError):
             raise OptionError(f"{owner} option {name} takes {constraint.describe()}; got {value!r}") from None
     return out
+
+
+def option_faults(cls) -> list[str]:
+    """What is wrong with how a class declares its options (empty if nothing): every ``__init__``
+    argument is a keyword with a default, ``constraints`` names only those arguments, and every
+    default is a value its constraint accepts. Checked when a plugin registers."""
+    import inspect
+    try:
+        params = [p for name, p in inspect.signature(cls).parameters.items() if name != "self"]
+    except (TypeError, ValueError) as err:
+        return [f"its constructor's signature cannot be read ({err})"]
+    faults = []
+    for p in params:
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            faults.append(f"__init__ takes *{p.name}: options must be named keyword arguments")
+        elif p.default is p.empty:
+            faults.append(f"option {p.name} has no default: every option needs one")
+    names = {p.name for p in params}
+    constraints = getattr(cls, "constraints", None) or {}
+    if not isinstance(constraints, Mapping):
+        return faults + [f"constraints must be a dict of option name -> constraint; got {constraints!r}"]
+    for name, constraint in constraints.items():
+        if name not in names:
+            faults.append(f"constraints name {name!r}, which is not an argument of __init__")
+        elif not isinstance(constraint, Constraint):
+            faults.append(f"constraints[{name!r}] is {constraint!r}, not a bench.options constraint")
+        else:
+            default = next(p.default for p in params if p.name == name)
+            if default is not inspect.Parameter.empty:
+                try:
+                    constraint.parse(default)
+                except (_Reject, ValueError, TypeError, OverflowError):
+                    faults.append(f"the default of option {name} ({default!r}) is not {constraint.describe()}")
+    return faults

@@ -1,10 +1,16 @@
-"""Name -> factory registries (the timm pattern): methods and datasets register themselves."""
+"""Name -> factory registries (the timm pattern): methods and datasets register themselves, from
+this checkout (``builtin``), from an installed distribution's entry points (``dist NAME==VERSION``)
+or from a file or module named with ``--plugin`` (``file PATH``, ``module NAME``)."""
 from __future__ import annotations
 
+import contextlib
 import inspect
+import re
 from typing import Callable
 
 from bench.options import OptionError, validate_options
+
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")  # no '.', ',', '[', '=': --set NAME.OPTION, gan[lr=...]
 
 
 class BenchError(ValueError):
@@ -12,28 +18,102 @@ class BenchError(ValueError):
 
 
 class Registry:
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, base: type | None = None, check: Callable | None = None,
+                 group: str | None = None):
         self.kind = kind
+        self.base = base            # every entry must subclass it (set once the base class exists)
+        self.check = check          # check(name, factory) -> list of problems, run at registration
+        self.group = group          # entry-point group, loaded on first use (a plugin imports bench too)
+        self._group_loaded = group is None
         self._entries: dict[str, Callable] = {}
+        self._sources: dict[str, str] = {}
+        self._problems: dict[str, str] = {}
+        self._loading = "builtin"
+
+    def _load_group(self) -> None:
+        """The entry points of ``group``, once, at the first lookup (not at import: a plugin module
+        that imports ``methods`` would otherwise be imported again half-way through its own import)."""
+        if not self._group_loaded:
+            self._group_loaded = True
+            from bench import plugins
+            plugins.load_entry_points(self, self.group)
+
+    @property
+    def problems(self) -> dict[str, str]:
+        """Name -> why the plugin that claims it cannot be used."""
+        self._load_group()
+        return self._problems
+
+    @contextlib.contextmanager
+    def loading(self, source: str):
+        """Entries registered inside this block come from ``source`` (``dist NAME==VERSION``, ...)."""
+        before, self._loading = self._loading, source
+        try:
+            yield
+        finally:
+            self._loading = before
+
+    def faults(self, name: str, factory) -> list[str]:
+        """Why ``factory`` cannot be registered as ``name`` (empty if it can)."""
+        if not isinstance(name, str) or not NAME.match(name):
+            return [f"{self.kind} name {name!r} is not allowed: use lowercase letters, digits, '-' and '_' "
+                    f"(it must start with a letter or digit)"]
+        if self.base is not None and not (inspect.isclass(factory) and issubclass(factory, self.base)):
+            what = f"class {factory.__qualname__}" if inspect.isclass(factory) else repr(factory)
+            return [f"{what} is not a subclass of {self.base.__module__}.{self.base.__qualname__}"]
+        return list(self.check(name, factory)) if self.check else []
+
+    def add(self, name: str, factory, source: str | None = None):
+        """Register ``factory`` as ``name``; raises BenchError naming the source and the reason."""
+        source = source or self._loading
+        faults = self.faults(name, factory)
+        if faults:
+            raise BenchError(f"{self.kind} {name!r} from {source}: " + "; ".join(faults))
+        if name in self._entries and self._entries[name] is not factory:
+            raise BenchError(f"{self.kind} {name!r} from {source}: the name is taken by {self._sources[name]} "
+                             f"({self._entries[name].__module__}.{self._entries[name].__qualname__}); rename one")
+        self._entries[name] = factory
+        self._sources.setdefault(name, source)
+        factory.registered_name = name
+        return factory
 
     def register(self, name: str):
         """Class decorator: ``@METHODS.register("gan")``. The docstring's first line describes it."""
         def wrap(factory):
-            if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = factory
-            factory.registered_name = name
-            return factory
+            return self.add(name, factory)
         return wrap
 
+    def remove(self, name: str) -> None:
+        self._entries.pop(name, None)
+        self._sources.pop(name, None)
+
+    @contextlib.contextmanager
+    def temporarily(self, name: str, factory, source: str = "test"):
+        """``factory`` registered as ``name`` inside the block only (the conformance check's way)."""
+        self.add(name, factory, source)
+        try:
+            yield name
+        finally:
+            self.remove(name)
+
     def names(self) -> list[str]:
+        self._load_group()
         return list(self._entries)
 
+    def source(self, name: str) -> str:
+        """Where an entry comes from: builtin, dist NAME==VERSION, file PATH or module NAME."""
+        self._load_group()
+        return self._sources.get(name, "builtin")
+
     def describe(self) -> dict[str, str]:
+        self._load_group()
         return {name: (inspect.getdoc(f) or "").splitlines()[0] if inspect.getdoc(f) else ""
                 for name, f in self._entries.items()}
 
     def get(self, name: str):
+        self._load_group()
+        if name in self.problems:
+            raise BenchError(self.problems[name])
         if name not in self._entries:
             raise BenchError(f"unknown {self.kind} {name!r}; choose from: {', '.join(self.names())}")
         return self._entries[name]

@@ -44,7 +44,9 @@ METRICS = {
 }
 TITLES = {k: v[0] for k, v in METRICS.items()}
 CI_NOTE = ("Cells: mean ± half-width of the 95 % Student-t confidence interval over finished seeds "
-           "(diverged and failed runs are counted, not averaged).")
+           "(diverged and failed runs are counted, not averaged). hparams=shared: every method the same "
+           "optimiser, learning rate, batch and generator steps; hparams=recommended: each method its paper's "
+           "optimiser, learning rates, batch and D steps, the same generator steps.")
 
 
 def _title(key: str) -> str:
@@ -52,9 +54,11 @@ def _title(key: str) -> str:
 
 
 def dataset_label(record: dict) -> str:
-    """What a table or figure is about: a dataset under one budget profile."""
+    """What a table or figure is about: a dataset under one budget profile and one hyperparameter
+    policy (``ring8 · quick`` is the shared policy, ``ring8 · quick · recommended``: each method's own)."""
     s = record["spec"]
-    return f"{s['dataset']} · {s.get('profile', 'quick')}"
+    policy = s.get("hparams", "shared")
+    return f"{s['dataset']} · {s.get('profile', 'quick')}" + (f" · {policy}" if policy != "shared" else "")
 
 
 def _order(record: dict) -> tuple:
@@ -80,7 +84,8 @@ def _names(records: list[dict]) -> tuple[dict, dict]:
         keys = sorted({k for o in overrides.values() for k in o})
         varying = [k for k in keys if len({repr(o.get(k)) for o in overrides.values()}) > 1]
         common = {k: v for k, v in next(iter(overrides.values()), {}).items() if k not in varying}
-        notes[table] = spec_lib.describe_overrides(common)
+        policy = next(iter(variants.values()))["spec"].get("hparams", "shared")
+        notes[table] = ", ".join(p for p in (f"hparams={policy}", spec_lib.describe_overrides(common)) if p)
         for vid, r in variants.items():
             name = r["variant"]
             extra = {k: overrides.get(vid, {}).get(k, _setting(r["spec"], k)) for k in varying}

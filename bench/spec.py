@@ -5,6 +5,24 @@ options, networks, noise, each network's optimiser, budget, evaluation settings 
 hashed into the run's id, which keys the store: two runs that differ in anything that is
 identity never share a folder or a table row. Device, data paths, thread counts and the user's
 label are recorded but are not identity (compare_gan hashes its gin config the same way).
+
+Hyperparameter policy (``hparams``, identity): under ``shared`` every method gets the profile's
+optimiser (Adam, lr, β = (0.5, 0.999)) for every network and the profile's batch, so the budget
+is equal; under ``recommended`` each method starts from its class's ``recommended`` dict (its
+paper's optimiser, learning rates, betas, batch, discriminator steps). Either way the user's
+``--set NAME.KEY=VALUE`` comes last; the optimiser keys are
+
+=================  ==================================  ===========================
+key                 sets                                example
+=================  ==================================  ===========================
+``lr``              both networks' learning rate        ``--set gan.lr=2e-4``
+``lr_g``, ``lr_d``  the generator's / discriminator's   ``--set gan.lr_d=4e-4``
+``betas``...        Adam's β of both / ``_g`` / ``_d``  ``--set wgan-gp.betas=0.0,0.9``
+``optimizer``...    ``adam`` or ``rmsprop``             ``--set mmdgan.optimizer_d=rmsprop``
+``batch_size``      this method's batch                 ``--set wgan-gp.batch_size=64``
+=================  ==================================  ===========================
+
+They go to the spec's ``optimizers`` and ``batch_size``, never to the method's constructor.
 """
 from __future__ import annotations
 
@@ -14,6 +32,7 @@ import inspect
 import json
 import math
 
+from bench.options import Choice, Floats, Integer, OptionError, Real, _Reject, validate_options
 from bench.registry import BenchError
 
 SPEC_VERSION = 1
@@ -22,6 +41,103 @@ RUN_SETTINGS = ("steps", "budget_seconds", "batch_size", "lr", "noise", "noise_d
                 "eval_points")
 BETAS = (0.5, 0.999)  # Adam's β for every network (DCGAN's choice; the fair-budget default)
 NOT_IDENTITY_OPTIONS = ("data_dir",)  # where the data lie, not what they are (checksummed anyway)
+HPARAMS = ("shared", "recommended")
+OPTIMIZERS = {"adam": ("lr", "betas"), "rmsprop": ("lr",)}  # each optimiser's settings
+NETWORKS = {"g": "generator", "d": "discriminator"}
+
+
+class Betas(Floats):
+    def describe(self):
+        return "two real numbers in [0, 1), comma-separated (e.g. 0.5,0.999)"
+
+    def parse(self, value):
+        values = super().parse(value)
+        if len(values) != 2 or not all(0 <= b < 1 for b in values):
+            raise _Reject
+        return values
+
+
+# What --set NAME.KEY routes to the run specification (optimiser and batch), by key family.
+RUN_KEY_CONSTRAINTS = {"lr": Real(min=0, exclusive=True), "betas": Betas(min_len=2),
+                       "optimizer": Choice(*OPTIMIZERS), "batch_size": Integer(min=2)}
+RUN_KEYS = ("lr", "lr_g", "lr_d", "betas", "betas_g", "betas_d", "optimizer", "optimizer_g", "optimizer_d",
+            "batch_size")
+
+
+def _family(key: str) -> tuple[str, str | None]:
+    """'lr_d' -> ('lr', 'discriminator'); 'betas' -> ('betas', None); 'batch_size' -> ('batch_size', None)."""
+    head, _, tail = key.rpartition("_")
+    if head in ("lr", "betas", "optimizer") and tail in NETWORKS:
+        return head, NETWORKS[tail]
+    return key, None
+
+
+def split_run_keys(options: dict) -> tuple[dict, dict]:
+    """A method's --set options -> (its constructor options, the optimiser/batch keys)."""
+    return ({k: v for k, v in options.items() if k not in RUN_KEYS},
+            {k: v for k, v in options.items() if k in RUN_KEYS})
+
+
+def parse_run_keys(owner: str, keys: dict) -> dict:
+    """Optimiser and batch keys read by their declared type (text from --set, or Python values)."""
+    out = {}
+    for key, value in keys.items():
+        try:
+            out.update(validate_options(owner, {key: RUN_KEY_CONSTRAINTS[_family(key)[0]]}, {key: value}))
+        except OptionError as err:
+            raise BenchError(str(err)) from None
+    return out
+
+
+def apply_optimizer_keys(owner: str, optimizers: dict, keys: dict) -> dict:
+    """Per-network optimiser settings with ``keys`` applied (optimiser names first, then lr,
+    then betas; both networks' keys before one network's)."""
+    out = {net: dict(settings) for net, settings in optimizers.items()}
+    order = {"optimizer": 0, "lr": 1, "betas": 2}
+    items = sorted(((k, v) for k, v in keys.items() if k != "batch_size"),
+                   key=lambda kv: (_family(kv[0])[1] is not None, order[_family(kv[0])[0]]))
+    for key, value in items:
+        family, network = _family(key)
+        if network is not None and network not in out:
+            raise BenchError(f"{owner} has no {network}; its optimiser keys are: "
+                             f"{', '.join(k for k in RUN_KEYS if k != 'batch_size' and _family(k)[1] in (None, *out))}")
+        for net in [network] if network else list(out):
+            settings = out[net]
+            if family == "optimizer":
+                settings["name"] = value
+                if value == "adam":
+                    settings.setdefault("betas", BETAS)
+                else:
+                    settings.pop("betas", None)
+            elif family not in OPTIMIZERS[settings["name"]]:
+                raise BenchError(f"{owner}: {key} is not a setting of {settings['name']} (the {net}'s optimiser); "
+                                 f"{settings['name']} takes: {', '.join(OPTIMIZERS[settings['name']])}")
+            else:
+                settings[family] = value
+    return out
+
+
+def _networks(cls) -> list[str]:
+    with_d = getattr(cls, "uses_discriminator", False)
+    return ["generator"] + (["discriminator"] if with_d else [])
+
+
+def check_recommended(name: str, cls) -> dict:
+    """A method's ``recommended`` dict checked like the user's --set (names, types, networks)."""
+    options, keys = split_run_keys(dict(cls.recommended))
+    owner = f"{name} recommended"
+    keys = parse_run_keys(owner, keys)
+    apply_optimizer_keys(owner, {net: {"name": "adam", "lr": 1e-3, "betas": BETAS} for net in _networks(cls)}, keys)
+    allowed = [p for p in inspect.signature(cls).parameters if p != "self"]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise BenchError(f"{owner} names {', '.join(unknown)}, neither an option ({', '.join(allowed) or 'none'}) "
+                         f"nor an optimiser or batch key ({', '.join(RUN_KEYS)})")
+    try:
+        options = validate_options(owner, getattr(cls, "constraints", None), options)
+    except OptionError as err:
+        raise BenchError(str(err)) from None
+    return {**options, **keys}
 
 
 def _freeze(value):
@@ -73,6 +189,7 @@ class RunSpec:
     depth: int
     eval_points: int
     optimizers: tuple              # (network, (("betas", ..), ("lr", ..), ("name", "adam"))) pairs
+    hparams: str = "shared"        # the hyperparameter policy (identity; left out of the hash when shared)
     # recorded, not identity
     method_overrides: tuple = ()   # the method options that differ from the defaults on this dataset
     run_overrides: tuple = ()      # run settings and dataset options that differ from the profile's
@@ -87,6 +204,8 @@ class RunSpec:
                                    if k not in NOT_IDENTITY_OPTIONS},
                "optimizers": {net: _thaw(opts) for net, opts in self.optimizers}}
         out.update({k: getattr(self, k) for k in RUN_SETTINGS if k != "lr"})  # lr lives in optimizers
+        if self.hparams != "shared":  # runs stored before the policy existed keep their ids
+            out["hparams"] = self.hparams
         return json.loads(canonical_json(out))
 
     @property
@@ -159,9 +278,10 @@ def _positive_int(name, value):
 
 def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", method_options: dict | None = None,
             dataset_options: dict | None = None, label: str | None = None, device: str = "auto",
-            threads: int | None = None, **settings) -> RunSpec:
-    """Defaults, profile and overrides -> one validated :class:`RunSpec`; raises BenchError on
-    anything impossible. ``settings`` are run settings (steps, lr, ...); None keeps the profile's."""
+            threads: int | None = None, hparams: str = "shared", **settings) -> RunSpec:
+    """Defaults, profile, policy and overrides -> one validated :class:`RunSpec`; raises
+    BenchError on anything impossible. ``settings`` are run settings (steps, lr, ...); None keeps
+    the profile's. ``method_options`` may hold the optimiser and batch keys (``lr_d``, ...)."""
     from bench.datasets import DATASETS
     from methods import METHODS
 
@@ -169,7 +289,13 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
     if unknown:
         raise BenchError(f"unknown run setting {', '.join(unknown)}; the run settings are: {', '.join(RUN_SETTINGS)}")
     dataset_cls = DATASETS.get(dataset)
-    METHODS.get(method)
+    method_cls = METHODS.get(method)
+    if hparams not in HPARAMS:
+        raise BenchError(f"unknown --hparams {hparams!r}; choose from: {', '.join(HPARAMS)}")
+    method_options, user_keys = split_run_keys(dict(method_options or {}))
+    user_keys = parse_run_keys(method, user_keys)
+    preset = check_recommended(method, method_cls) if hparams == "recommended" else {}
+    preset_options, preset_keys = split_run_keys(preset)
     if profile not in dataset_cls.profiles:
         raise BenchError(f"dataset {dataset!r} has no profile {profile!r}; choose from: {', '.join(dataset_cls.profiles)}")
     defaults = {"budget_seconds": None, **dataset_cls.profiles[profile]}
@@ -178,6 +304,8 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
         if "steps" in given:
             raise BenchError("give a budget in steps (--steps) or in seconds (--budget-seconds), not both")
         given["steps"] = None
+    if "batch_size" in preset_keys:  # the policy's batch; --batch-size and --set NAME.batch_size win
+        defaults["batch_size"] = preset_keys["batch_size"]
     run = {**defaults, **given}
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise BenchError(f"seed must be an integer >= 0; got {seed!r}")
@@ -201,8 +329,8 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
     if device not in ("auto", "cpu", "cuda"):
         raise BenchError(f"unknown device {device!r}; choose from auto, cpu, cuda")
 
-    method_options = METHODS.validate(method, dict(method_options or {}))  # text from --set -> typed values
-    on_dataset = dataset_cls.method_defaults(method, method_options)
+    method_options = METHODS.validate(method, method_options)  # text from --set -> typed values
+    on_dataset = {**dataset_cls.method_defaults(method, method_options), **preset_options}
     built, m_opts = _canonical_options(METHODS, method, method_options, on_dataset)
     m_defaults = _canonical_options(METHODS, method, {}, on_dataset)[1] if method_options else m_opts
     if m_opts.get("code_space") == "autoencoder" and not hasattr(dataset_cls, "autoencoder"):
@@ -211,15 +339,30 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
     d_opts = _dataset_options(dataset, dict(dataset_options or {}))
     d_defaults = signature_defaults(dataset_cls)
 
-    adam = (("betas", BETAS), ("lr", run["lr"]), ("name", "adam"))
     networks = ["generator"] + (["discriminator"] if built.uses_discriminator else [])
+    shared = {net: {"betas": BETAS, "lr": run["lr"], "name": "adam"} for net in networks}
+    baseline = apply_optimizer_keys(f"{method} recommended", shared, preset_keys)
+    if "lr" in given:  # --lr, given explicitly, sets every network of every method
+        baseline = apply_optimizer_keys(method, baseline, {"lr": run["lr"]})
+    optimizers = apply_optimizer_keys(method, baseline, user_keys)
+    keys_changed = {k: v for k, v in user_keys.items() if k != "batch_size" and any(
+        optimizers[n] != baseline[n] for n in ([_family(k)[1]] if _family(k)[1] else networks))}
     run_overrides = {k: v for k, v in run.items() if v != defaults.get(k)}
+    if user_keys.get("batch_size", run["batch_size"]) != run["batch_size"]:
+        keys_changed["batch_size"] = run["batch_size"] = user_keys["batch_size"]
+    inputs = getattr(built, "discriminator_inputs", 1) if built.uses_discriminator else 1
+    if run["batch_size"] % inputs:
+        raise BenchError(f"{method} feeds its discriminator {inputs} samples at once (pack={inputs}): the batch "
+                         f"size must be a multiple of {inputs}; it is {run['batch_size']}")
+    neutral = getattr(method_cls, "neutral_options", {}) or {}
+    identity_options = {k: v for k, v in m_opts.items() if not (k in neutral and v == neutral[k])}
     run_overrides.update({f"{dataset}.{k}": v for k, v in d_opts.items()
                           if k not in NOT_IDENTITY_OPTIONS and v != d_defaults.get(k)})
     return RunSpec(method=method, dataset=dataset, seed=seed, profile=profile,
-                   method_options=_freeze(m_opts), dataset_options=_freeze(d_opts),
-                   optimizers=tuple((net, adam) for net in sorted(networks)),
-                   method_overrides=_freeze({k: v for k, v in m_opts.items() if v != m_defaults.get(k)}),
+                   method_options=_freeze(identity_options), dataset_options=_freeze(d_opts),
+                   optimizers=tuple((net, _freeze(optimizers[net])) for net in sorted(networks)), hparams=hparams,
+                   method_overrides=_freeze({**{k: v for k, v in m_opts.items() if v != m_defaults.get(k)},
+                                             **keys_changed}),
                    run_overrides=_freeze(run_overrides), label=label, device=device, threads=threads,
                    **{k: run[k] for k in RUN_SETTINGS})
 

@@ -25,7 +25,7 @@ from bench.registry import BenchError
 
 # How each run setting is read from text (--steps, --sweep lr=..., study files).
 SETTING_TYPES = {"steps": int, "budget_seconds": float, "batch_size": int, "lr": float, "noise": str,
-                 "noise_dim": int, "arch": str, "width": int, "depth": int, "eval_points": int}
+                 "noise_dim": int, "arch": str, "width": int, "depth": int, "eval_points": int, "hparams": str}
 
 
 # ------------------------------------------------------------------------------------ parsing
@@ -110,17 +110,28 @@ class Plan:
     datasets: list = dataclasses.field(default_factory=list)
     dataset_options: dict = dataclasses.field(default_factory=dict)
     profile: str = "quick"
+    plugins: tuple = ()            # --plugin files (absolute) and modules, imported by every worker
 
 
 def plan(methods=None, datasets=("ring8", "grid25"), seeds=(0,), profile="quick", options=None, sweep=None,
          labels=None, out="results", jobs=1, threads=None, executor="auto", address=None, device="auto",
-         **settings) -> Plan:
+         plugins=(), **settings) -> Plan:
     """Every run of a study as a validated spec; raises BenchError before anything runs.
 
-    options: {"gmn": {"kernel": "energy"}, "ring8": {"std": 0.02}}; sweep: {"gan.d_steps": [1, 2],
-    "lr": [1e-4, 2e-4]} (the cartesian product); labels: {"gmn[kernel=energy]": "GMN energy"}."""
+    options: {"gmn": {"kernel": "energy", "lr_g": 2e-4}, "ring8": {"std": 0.02}}; sweep:
+    {"gan.d_steps": [1, 2], "lr": [1e-4, 2e-4], "hparams": ["shared", "recommended"]} (the cartesian
+    product); labels: {"gmn[kernel=energy]": "GMN energy"}; plugins: ["my_loss.py", "my_module"]
+    (imported here and by every worker); hparams: "shared" (default) or "recommended"."""
+    from bench import plugins as plugin_lib
     from bench.datasets import DATASETS
     from methods import METHODS
+    if isinstance(plugins, str):
+        plugins = [plugins]
+    plugin_lib.load_plugins(plugins)
+    plugins = tuple(str(Path(p).resolve()) if p.endswith(".py") or "/" in p else p for p in plugins)
+    if methods is None and METHODS.problems:
+        raise BenchError(f"cannot run every method: {next(iter(METHODS.problems.values()))}; "
+                         f"name the methods to run with --methods")
     methods = _names(METHODS, methods if methods is not None else METHODS.names())
     datasets = _names(DATASETS, datasets)
     seeds = parse_seeds(seeds)
@@ -182,7 +193,7 @@ def plan(methods=None, datasets=("ring8", "grid25"), seeds=(0,), profile="quick"
                         seen.add(spec.run_id)
                         planned.append(spec)
     return Plan(planned, out, jobs, threads, executor, address, device, datasets,
-                {d: options.get(d, {}) for d in datasets}, profile)
+                {d: options.get(d, {}) for d in datasets}, profile, plugins)
 
 
 def _names(registry, names) -> list[str]:
@@ -195,7 +206,7 @@ def _names(registry, names) -> list[str]:
 
 # ------------------------------------------------------------------------------- study files
 STUDY_KEYS = {"methods", "datasets", "seeds", "profile", "out", "jobs", "threads", "executor", "address",
-              "device", "set", "sweep", "labels", *SETTING_TYPES}
+              "device", "set", "sweep", "labels", "plugins", *SETTING_TYPES}
 
 
 def read_study(path: Path) -> dict:
@@ -217,8 +228,9 @@ def read_study(path: Path) -> dict:
     need("methods", (list, str), "a list of method names")
     need("datasets", (list, str), "a list of dataset names")
     need("seeds", (list, str), 'a list of seeds or a range such as "0-9"')
-    for key in ("profile", "out", "executor", "address", "device", "noise", "arch"):
+    for key in ("profile", "out", "executor", "address", "device", "noise", "arch", "hparams"):
         need(key, str, "a string")
+    need("plugins", (list, str), "a list of .py files or module names")
     for key in ("set", "sweep", "labels"):
         need(key, dict, "a table")
     for key in ("methods", "datasets"):
@@ -293,7 +305,7 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
     out = plan_.out
     existing = {r["run_id"]: r for r in store.load_records(out)} if (out / "runs").exists() else {}
     executor = make_executor(plan_.executor, plan_.jobs, plan_.threads or 1, plan_.address,
-                             progress=progress and plan_.executor == "sequential")
+                             progress=progress and plan_.executor == "sequential", plugins=plan_.plugins)
     try:
         _check_writable(out)
     except BenchError:

@@ -1,12 +1,15 @@
 """Training objectives, one module each. A module registers its method with
 ``@register_method("name")``; every module in this package is imported here, so adding a
-method is adding one file."""
+method to this checkout is adding one file. Methods of installed distributions come from the
+entry-point group ``bench.methods`` (:mod:`bench.plugins`), and ``--plugin FILE.py`` imports one
+file for one command."""
 import importlib
 import pkgutil
 
 from bench.registry import Registry
+from methods.base import Method, contract_faults
 
-METHODS = Registry("method")
+METHODS = Registry("method", base=Method, check=contract_faults, group="bench.methods")
 register_method = METHODS.register
 
 _NOT_METHODS = {"base", "networks"}

@@ -32,6 +32,17 @@ class Method:
     constraints: dict = {}
     uses_discriminator = False
     uses_autoencoder = False  # the harness then builds G as frozen decoder ∘ code generator
+    # How the harness builds D (when uses_discriminator): it takes ``discriminator_inputs`` samples
+    # concatenated as one input (PacGAN packing) and returns ``discriminator_outputs`` numbers per input.
+    discriminator_inputs = 1
+    discriminator_outputs = 1
+    # The paper's own training recipe, used under ``--hparams recommended`` (see bench.spec): keys are
+    # what ``--set NAME.KEY`` takes: optimiser settings (lr, lr_g, lr_d, betas, betas_g, betas_d,
+    # optimizer, optimizer_g, optimizer_d), batch_size, and the method's own options (d_steps, ...).
+    recommended: dict = {}
+    # Options whose value here means "off", left out of the run's identity at that value: an option
+    # added after runs were stored keeps their ids (pack=1 is the GAN without packing).
+    neutral_options: dict = {}
 
     def step(self, nets: Nets, real: Callable[[], torch.Tensor]) -> dict[str, torch.Tensor]:
         """One generator update (and whatever else the objective does per update).
@@ -52,3 +63,36 @@ class Method:
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
     for p in net.parameters():
         p.requires_grad_(flag)
+
+
+RESERVED_OPTIONS = ("lr", "lr_g", "lr_d", "betas", "betas_g", "betas_d", "optimizer", "optimizer_g", "optimizer_d",
+                    "batch_size")  # --set NAME.KEY routes these to the run specification, not to __init__
+
+
+def contract_faults(name: str, cls) -> list[str]:
+    """What keeps ``cls`` from being registered as a method (empty if nothing): checked for every
+    method, built in or plugin, when it registers. The behaviour (losses, seeds, files) is checked
+    by :func:`bench.testing.check_method`."""
+    from bench.options import option_faults
+    from bench.registry import BenchError
+    faults = option_faults(cls)
+    if cls.step is Method.step:
+        faults.append(f"{cls.__qualname__} does not implement step(nets, real)")
+    import inspect
+    try:
+        params = set(inspect.signature(cls).parameters) - {"self"}
+    except (TypeError, ValueError):
+        params = set()
+    reserved = sorted(params & set(RESERVED_OPTIONS))
+    if reserved:
+        faults.append(f"option {', '.join(reserved)} is reserved for the optimiser and batch settings "
+                      f"(--set {name}.lr_d=...); rename it")
+    if not isinstance(cls.recommended, dict):
+        faults.append(f"recommended must be a dict; got {cls.recommended!r}")
+    else:
+        from bench.spec import check_recommended
+        try:
+            check_recommended(name, cls)
+        except BenchError as err:
+            faults.append(str(err))
+    return faults

@@ -1,4 +1,4 @@
-"""Minimax GAN (Goodfellow et al. 2014, Algorithm 1)."""
+"""Minimax GAN (Goodfellow et al. 2014, Algorithm 1), and the discriminator-based methods' shared step."""
 import torch
 import torch.nn.functional as F
 
@@ -9,13 +9,42 @@ from methods.base import Method, set_requires_grad
 
 @register_method("gan")
 class MinimaxGAN(Method):
-    """Minimax GAN: D ascends log D(x) + log(1-D(G(z))); G descends log(1-D(G(z))) (saturating)."""
-    uses_discriminator = True
-    constraints = {"d_steps": Integer(min=1)}
+    """Minimax GAN: D ascends log D(x) + log(1-D(G(z))); G descends log(1-D(G(z))) (saturating).
 
-    def __init__(self, d_steps: int = 1):
-        """d_steps: discriminator steps per generator step (k in Algorithm 1)."""
-        self.d_steps = d_steps
+    Recommended (``--hparams recommended``): the DCGAN recipe (Radford et al. 2016, §4), Adam
+    lr 2e-4, β = (0.5, 0.999), batch 128, one D step per G step; Goodfellow et al. trained with
+    SGD and momentum, which a GAN on these networks no longer uses.
+
+    Subclasses change the objective by overriding ``discriminator_loss`` / ``generator_loss``
+    (scores in, loss out), or ``discriminator_objective`` / ``generator_objective`` when the loss
+    needs D itself or the samples (WGAN-GP's penalty, MMD GAN's kernel); ``step`` stays here.
+    """
+    uses_discriminator = True
+    constraints = {"d_steps": Integer(min=1), "pack": Integer(min=1)}
+    recommended = {"lr": 2e-4, "betas": (0.5, 0.999), "batch_size": 128, "d_steps": 1}
+    neutral_options = {"pack": 1}
+
+    def __init__(self, d_steps: int = 1, pack: int = 1):
+        """d_steps: discriminator steps per generator step (k in Algorithm 1).
+        pack: PacGAN (Lin et al. 2018): D judges ``pack`` samples at once, concatenated (all real
+        or all generated); G and the batch are unchanged, D sees batch/pack inputs."""
+        self.d_steps, self.pack = d_steps, pack
+
+    @property
+    def discriminator_inputs(self):
+        return self.pack
+
+    def packed(self, x):
+        """(n, c, ...) -> (n/pack, pack·c, ...): ``pack`` consecutive samples as one input of D."""
+        if self.pack == 1:
+            return x
+        if len(x) % self.pack:
+            raise ValueError(f"pack={self.pack} needs a batch divisible by {self.pack}; got {len(x)} samples")
+        return x.reshape(len(x) // self.pack, self.pack * x.shape[1], *x.shape[2:])
+
+    def critic(self, D, x):
+        """D's output on a batch of samples (packed)."""
+        return D(self.packed(x))
 
     # Losses from logits l, D = sigmoid(l): log D = -softplus(-l), log(1 - D) = -softplus(l).
     @staticmethod
@@ -28,6 +57,17 @@ class MinimaxGAN(Method):
         """log(1 - D(G(z))), minimised by G: its gradient vanishes as D(G(z)) -> 0."""
         return -F.softplus(fake_logits).mean()
 
+    def discriminator_objective(self, D, real, fake):
+        """What D minimises on a real and a generated batch (``fake`` carries no graph to G)."""
+        return self.discriminator_loss(self.critic(D, real), self.critic(D, fake))
+
+    def generator_objective(self, D, fake, real):
+        """What G minimises; ``real()`` draws a data batch for objectives that need one."""
+        return self.generator_loss(self.critic(D, fake))
+
+    def after_discriminator_step(self, D):
+        """Called after each D update (weight clipping goes here)."""
+
     def step(self, nets, real):
         G, D = nets.generator, nets.discriminator
         set_requires_grad(D, True)
@@ -35,12 +75,13 @@ class MinimaxGAN(Method):
             x = real()
             with torch.no_grad():
                 fake = G(nets.noise(len(x)))
-            d_loss = self.discriminator_loss(D(x), D(fake))
+            d_loss = self.discriminator_objective(D, x, fake)
             nets.d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             nets.d_opt.step()
+            self.after_discriminator_step(D)
         set_requires_grad(D, False)  # one step of G with D frozen
-        g_loss = self.generator_loss(D(G(nets.noise(len(x)))))
+        g_loss = self.generator_objective(D, G(nets.noise(len(x))), real)
         nets.g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         nets.g_opt.step()

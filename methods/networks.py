@@ -20,9 +20,9 @@ def mlp_generator(noise_dim: int, out_dim: int, width: int = 128, depth: int = 3
     return mlp([noise_dim] + [width] * depth + [out_dim], nn.ReLU)
 
 
-def mlp_discriminator(in_dim: int, width: int = 128, depth: int = 3) -> nn.Module:
+def mlp_discriminator(in_dim: int, width: int = 128, depth: int = 3, out_dim: int = 1) -> nn.Module:
     """Outputs a logit: D(x) = sigmoid(logit), so losses use softplus, never log(sigmoid)."""
-    return nn.Sequential(nn.Flatten(), mlp([in_dim] + [width] * depth + [1], lambda: nn.LeakyReLU(0.2)))
+    return nn.Sequential(nn.Flatten(), mlp([in_dim] + [width] * depth + [out_dim], lambda: nn.LeakyReLU(0.2)))
 
 
 def noise_sampler(kind: str, dim: int, generator: torch.Generator, device) -> callable:
@@ -44,8 +44,8 @@ def gmmn_generator(noise_dim: int) -> nn.Module:
     return nn.Sequential(mlp([noise_dim, 64, 256, 256, 1024, 784], nn.ReLU, nn.Sigmoid()), nn.Unflatten(1, (1, 28, 28)))
 
 
-def image_mlp_discriminator() -> nn.Module:
-    return nn.Sequential(nn.Flatten(), mlp([784, 512, 256, 1], lambda: nn.LeakyReLU(0.2)))
+def image_mlp_discriminator(inputs: int = 1, outputs: int = 1) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), mlp([784 * inputs, 512, 256, outputs], lambda: nn.LeakyReLU(0.2)))
 
 
 def dcgan_generator(noise_dim: int) -> nn.Module:
@@ -56,11 +56,12 @@ def dcgan_generator(noise_dim: int) -> nn.Module:
         nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Sigmoid())
 
 
-def dcgan_discriminator() -> nn.Module:
+def dcgan_discriminator(inputs: int = 1, outputs: int = 1) -> nn.Module:
+    """``inputs`` images stacked as channels (PacGAN packing)."""
     return nn.Sequential(
-        nn.Conv2d(1, 64, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(inputs, 64, 4, 2, 1), nn.LeakyReLU(0.2),
         nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
-        nn.Flatten(), nn.Linear(128 * 7 * 7, 1))
+        nn.Flatten(), nn.Linear(128 * 7 * 7, outputs))
 
 
 class DecodedGenerator(nn.Module):
@@ -82,15 +83,18 @@ class DecodedGenerator(nn.Module):
 ARCHS = {"points": ("mlp",), "images": ("mlp", "dcgan")}
 
 
-def build_networks(dataset, cfg, with_discriminator: bool):
-    """The generator (and discriminator) for a dataset: identical for every method."""
+def build_networks(dataset, cfg, with_discriminator: bool, inputs: int = 1, outputs: int = 1):
+    """The generator (and discriminator) for a dataset: identical for every method. D takes
+    ``inputs`` samples concatenated (the method's ``discriminator_inputs``, PacGAN's packing) and
+    returns ``outputs`` numbers (``discriminator_outputs``: 1, a logit or a critic's score; more
+    for a feature map such as MMD GAN's)."""
     if cfg.arch not in ARCHS[dataset.kind]:
         raise ValueError(f"unknown arch {cfg.arch!r}; choose from {', '.join(ARCHS[dataset.kind])}")
     if dataset.kind == "points":
         g = mlp_generator(cfg.noise_dim, dataset.dim, cfg.width, cfg.depth)
-        d = mlp_discriminator(dataset.dim, cfg.width, cfg.depth)
+        d = mlp_discriminator(dataset.dim * inputs, cfg.width, cfg.depth, outputs)
     elif cfg.arch == "mlp":
-        g, d = gmmn_generator(cfg.noise_dim), image_mlp_discriminator()
+        g, d = gmmn_generator(cfg.noise_dim), image_mlp_discriminator(inputs, outputs)
     else:
-        g, d = dcgan_generator(cfg.noise_dim), dcgan_discriminator()
+        g, d = dcgan_generator(cfg.noise_dim), dcgan_discriminator(inputs, outputs)
     return g, (d if with_discriminator else None)
