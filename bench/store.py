@@ -135,9 +135,9 @@ def _check_record(data, path: Path) -> dict:
     spec = data.get("spec", data.get("config"))
     if not isinstance(spec, dict):
         bad("no 'spec' object")
-    for key, kind in (("method", str), ("dataset", str), ("seed", int)):
+    for key, kind, what in (("method", str, "a name"), ("dataset", str, "a name"), ("seed", int, "an integer")):
         if not isinstance(spec.get(key), kind) or isinstance(spec.get(key), bool):
-            bad(f"spec field {key!r} missing or not a {kind.__name__}")
+            bad(f"spec field {key!r} missing or not {what}")
     from bench.datasets import DATASETS
     from methods import METHODS
     if spec["dataset"] not in DATASETS.names():

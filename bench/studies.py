@@ -236,6 +236,12 @@ def read_study(path: Path) -> dict:
     for key in ("methods", "datasets"):
         if key in data and not data[key]:
             raise BenchError(f"study file {path}: {key} is empty")
+    for key in SETTING_TYPES:  # typed here so that the message names the file
+        if key in data:
+            try:
+                data[key] = parse_setting(key, data[key])
+            except BenchError as err:
+                raise BenchError(f"study file {path}: {err}") from None
     kwargs = {k: v for k, v in data.items() if k not in ("set", "sweep")}
     options: dict[str, dict] = {}
     for key, value in data.get("set", {}).items():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bench import mnist
+from bench import environment, mnist
 
 
 @pytest.fixture(autouse=True)
@@ -15,7 +15,7 @@ def _hermetic_cache(tmp_path_factory):
     (BENCH_CACHE_DIR), never in ~/.cache/bench: they are trained once per session, and the
     memoised loaders are cleared around it so that no model from another folder is reused."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(mnist.ENV_CACHE, str(tmp_path_factory.mktemp("bench_cache")))
+        patch.setenv(environment.ENV_CACHE, str(tmp_path_factory.mktemp("bench_cache")))
         mnist.classifier.cache_clear()
         mnist.autoencoder.cache_clear()
         yield
