@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import shutil
+from pathlib import Path
 import subprocess
 import sys
 import textwrap
@@ -191,7 +192,8 @@ def test_the_example_plugin_package_builds_installs_and_runs_beside_a_builtin(tm
     """The README's worked example as a user installs it: a wheel of examples/bench-moments,
     installed into a folder of its own (never into this environment)."""
     example = tmp_path / "bench-moments"  # a copy: building writes build/ and *.egg-info beside the sources
-    shutil.copytree(PROJECT_ROOT / "examples" / "bench-moments", example,
+    checkout = Path(__file__).resolve().parents[1]  # tox installs bench into site-packages, not here
+    shutil.copytree(checkout / "examples" / "bench-moments", example,
                     ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     built = subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheel"),
