@@ -30,7 +30,6 @@ import contextlib
 import dataclasses
 import io
 import json
-import math
 import os
 import pickle
 import re
@@ -169,7 +168,6 @@ def bad_value(constraint):
 def check_rejects_bad_values(case: Case) -> None:
     import inspect
 
-    from methods import METHODS
     constraints = getattr(case.cls, "constraints", None) or {}
     params = [p for p in inspect.signature(case.cls).parameters if p != "self"]
     undeclared = [p for p in params if p not in constraints]
