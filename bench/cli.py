@@ -10,6 +10,9 @@ from pathlib import Path
 from bench.registry import BenchError
 
 DEFAULT_DATASETS = "ring8,grid25"
+# import names of the packages pyproject.toml requires (a missing one is an install problem, said plainly)
+DEPENDENCIES = {"torch", "torchvision", "geomloss", "pykeops", "sklearn", "scipy", "statsmodels", "pandas",
+                "seaborn", "matplotlib", "tqdm", "tabulate", "numpy"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,4 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept; the run in progress wrote nothing", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as err:  # bench itself imported, its dependencies not (a bare interpreter)
+        if err.name and err.name.split(".")[0] in DEPENDENCIES:
+            print(f"error: {err.name.split('.')[0]}, which bench needs, is not installed for {sys.executable}; "
+                  f"install bench with its dependencies: pip install -e .", file=sys.stderr)
+            return 2
+        raise
     return code or 0
