@@ -42,7 +42,6 @@ METRICS = {
     "train_seconds": ("train s", "lower", False),
     "steps_per_second": ("steps/s", "higher", False),
 }
-TITLES = {k: v[0] for k, v in METRICS.items()}
 CI_NOTE = ("Cells: mean ± half-width of the 95 % Student-t confidence interval over finished seeds "
            "(diverged and failed runs are counted, not averaged). hparams=shared: every method the same "
            "optimiser, learning rate, batch and generator steps; hparams=recommended: each method its paper's "

@@ -269,7 +269,6 @@ class Outcome:
     ran: int
     failed: int
     diverged: int
-    seconds: float
 
 
 def _check_writable(out: Path) -> None:
@@ -307,7 +306,6 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
     from tqdm import tqdm
 
     from bench.harness import evaluate_calibration
-    start = time.perf_counter()
     out = plan_.out
     existing = {r["run_id"]: r for r in store.load_records(out)} if (out / "runs").exists() else {}
     executor = make_executor(plan_.executor, plan_.jobs, plan_.threads or 1, plan_.address,
@@ -381,8 +379,7 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
             folder = store.reference_dir(out, d, plan_.profile, record["variant"])
             if force or not (folder / store.RECORD).exists():
                 store.write_run(folder, samples, record)
-    return Outcome(len(plan_.specs), skipped, len(busy), sum(counts.values()), counts["error"], counts["diverged"],
-                   time.perf_counter() - start)
+    return Outcome(len(plan_.specs), skipped, len(busy), sum(counts.values()), counts["error"], counts["diverged"])
 
 
 @dataclasses.dataclass
