@@ -43,10 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", default=None)
     run.add_argument("--lr", default=None)
     run.add_argument("--profile", default=None,
-                     help="budget preset of each dataset: quick (CPU minutes, default) or paper (original scale, GPU)")
+                     help="budget of each dataset: quick (CPU minutes, default) or paper (original scale, GPU)")
+    run.add_argument("--preset", default=None,
+                     help="a paper's whole protocol instead of a profile (networks, optimiser, batch, budget, data); "
+                          "`bench list` shows them. --steps and --set still override it, and the record says so")
     run.add_argument("--arch", default=None, help="generator/discriminator: mlp (default) or dcgan (images)")
     run.add_argument("--noise", default=None, help="gaussian or uniform (default: the profile's)")
     run.add_argument("--eval-points", default=None, help="evaluations during training")
+    run.add_argument("--train-size", default=None,
+                     help="a fixed training set of this many samples, drawn once per run (default: fresh samples)")
     run.add_argument("--data-dir", default=None,
                      help="folder with the four MNIST files (default: $BENCH_MNIST_DIR, ../shared/data/mnist, ...)")
     run.add_argument("--device", default=None, help="auto (default), cpu or cuda")
@@ -95,13 +100,17 @@ def cmd_list(args) -> int:
     and make the exit code 2."""
     from bench import plugins
     from bench.datasets import DATASETS
+    from bench.presets import PRESETS
     from methods import METHODS
-    for title, registry in (("methods", METHODS), ("datasets", DATASETS)):
+    for title, registry in (("methods", METHODS), ("datasets", DATASETS), ("presets", PRESETS)):
         print(f"{title}:")
         sources = {name: registry.source(name) for name in registry.names()}
         width = max(map(len, sources.values()), default=7)
+        names = max(8, *map(len, sources))
         for name, text in registry.describe().items():
-            print(f"  {name:<8} {sources[name]:<{width}}  {text}")
+            if registry is PRESETS:  # what a preset covers decides where it can be used
+                text = f"[{', '.join(registry.get(name).settings)}] {text}"
+            print(f"  {name:<{names}} {sources[name]:<{width}}  {text}")
     problems = plugins.problems()
     for text in problems.values():
         print(f"error: {text}", file=sys.stderr)
@@ -121,6 +130,7 @@ def study_arguments(args) -> dict:
     from bench import studies as study
     kwargs = study.read_study(args.study) if args.study else {}
     for flag, key in (("methods", "methods"), ("datasets", "datasets"), ("seeds", "seeds"), ("profile", "profile"),
+                      ("preset", "preset"),
                       ("out", "out"), ("executor", "executor"), ("address", "address"), ("device", "device")):
         if getattr(args, flag) is not None:
             kwargs[key] = getattr(args, flag)

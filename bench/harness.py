@@ -7,7 +7,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from bench import environment, store
+from bench import environment, presets, store
 from bench.datasets import DATASETS
 from bench.registry import BenchError
 from bench.spec import RunSpec
@@ -35,7 +35,8 @@ def eval_times(budget_seconds: float, points: int) -> list[float]:
 
 
 OPTIMIZERS = {"adam": lambda params, s: torch.optim.Adam(params, s["lr"], betas=tuple(s["betas"])),
-              "rmsprop": lambda params, s: torch.optim.RMSprop(params, s["lr"])}
+              "rmsprop": lambda params, s: torch.optim.RMSprop(params, s["lr"]),
+              "sgd": lambda params, s: torch.optim.SGD(params, s["lr"], momentum=s["momentum"])}
 
 
 def _optimizer(params, settings: dict) -> torch.optim.Optimizer:
@@ -72,8 +73,14 @@ def build(spec: RunSpec):
         nets.discriminator = discriminator.to(device)
         nets.d_opt = _optimizer(discriminator.parameters(), spec.optimizer("discriminator"))
 
-    def real():
-        return dataset.sample(spec.batch_size, data_stream).to(device)
+    if spec.train_size is None:
+        def real():
+            return dataset.sample(spec.batch_size, data_stream).to(device)
+    else:  # a fixed training set, drawn once from the run's stream; batches drawn from it with replacement
+        train = dataset.sample(spec.train_size, data_stream)
+
+        def real():
+            return train[torch.randint(spec.train_size, (spec.batch_size,), generator=data_stream)].to(device)
     return device, dataset, method, nets, real
 
 
@@ -162,6 +169,9 @@ def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> 
         "history": history,
         "environment": environment.describe(device),
     }
+    if presets.is_preset(spec.profile):  # whether these numbers may stand beside the paper's, and why not
+        comparable, note = presets.comparability(record["spec"])
+        record["preset"] = {"name": spec.profile, "comparable": comparable, "note": note}
     return record, dataset.to_storage(samples.cpu())
 
 

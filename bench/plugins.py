@@ -7,7 +7,7 @@
       my-loss = "my_package.my_loss:MyLoss"
 
   and every bench process (the CLI, worker processes, Ray tasks) finds it at its first lookup in
-  ``METHODS`` (group ``bench.datasets``: ``DATASETS``). The entry point's name is the method's
+  ``METHODS`` (group ``bench.datasets``: ``DATASETS``; ``bench.presets``: ``PRESETS``). The entry point's name is the method's
   name; its source is recorded as ``dist NAME==VERSION``.
 * **--plugin FILE.py or MODULE**, for one command: the file is imported and whatever it registers
   with ``@register_method("name")`` (or ``@DATASETS.register``) is recorded as ``file PATH``
@@ -75,8 +75,9 @@ def _reason(err: BenchError, registry: Registry) -> str:
 
 def _registries() -> list[Registry]:
     from bench.datasets import DATASETS
+    from bench.presets import PRESETS
     from methods import METHODS
-    return [METHODS, DATASETS]
+    return [METHODS, DATASETS, PRESETS]
 
 
 def load_plugin(item: str) -> str:

@@ -18,7 +18,8 @@ key                 sets                                example
 ``lr``              both networks' learning rate        ``--set gan.lr=2e-4``
 ``lr_g``, ``lr_d``  the generator's / discriminator's   ``--set gan.lr_d=4e-4``
 ``betas``...        Adam's β of both / ``_g`` / ``_d``  ``--set wgan-gp.betas=0.0,0.9``
-``optimizer``...    ``adam`` or ``rmsprop``             ``--set mmdgan.optimizer_d=rmsprop``
+``momentum``...     SGD's momentum of both / _g / _d     ``--set gmn.momentum=0.9``
+``optimizer``...    ``adam``, ``rmsprop`` or ``sgd``    ``--set mmdgan.optimizer_d=rmsprop``
 ``batch_size``      this method's batch                 ``--set wgan-gp.batch_size=64``
 =================  ==================================  ===========================
 
@@ -38,11 +39,14 @@ from bench.registry import BenchError
 SPEC_VERSION = 1
 # Run settings every method on a dataset shares, with their profile defaults.
 RUN_SETTINGS = ("steps", "budget_seconds", "batch_size", "lr", "noise", "noise_dim", "arch", "width", "depth",
-                "eval_points")
+                "eval_points", "train_size")
+# Run settings a profile may leave out, and their value then (None: left out of the run's identity,
+# so runs stored before train_size existed keep their ids)
+OPTIONAL_SETTINGS = {"budget_seconds": None, "train_size": None}
 BETAS = (0.5, 0.999)  # Adam's β for every network (DCGAN's choice; the fair-budget default)
 NOT_IDENTITY_OPTIONS = ("data_dir",)  # where the data lie, not what they are (checksummed anyway)
 HPARAMS = ("shared", "recommended")
-OPTIMIZERS = {"adam": ("lr", "betas"), "rmsprop": ("lr",)}  # each optimiser's settings
+OPTIMIZERS = {"adam": ("lr", "betas"), "rmsprop": ("lr",), "sgd": ("lr", "momentum")}  # each one's settings
 NETWORKS = {"g": "generator", "d": "discriminator"}
 
 
@@ -58,16 +62,16 @@ class Betas(Floats):
 
 
 # What --set NAME.KEY routes to the run specification (optimiser and batch), by key family.
-RUN_KEY_CONSTRAINTS = {"lr": Real(min=0, exclusive=True), "betas": Betas(min_len=2),
+RUN_KEY_CONSTRAINTS = {"lr": Real(min=0, exclusive=True), "betas": Betas(min_len=2), "momentum": Real(min=0, max=1),
                        "optimizer": Choice(*OPTIMIZERS), "batch_size": Integer(min=2)}
-RUN_KEYS = ("lr", "lr_g", "lr_d", "betas", "betas_g", "betas_d", "optimizer", "optimizer_g", "optimizer_d",
-            "batch_size")
+RUN_KEYS = ("lr", "lr_g", "lr_d", "betas", "betas_g", "betas_d", "momentum", "momentum_g", "momentum_d",
+            "optimizer", "optimizer_g", "optimizer_d", "batch_size")
 
 
 def _family(key: str) -> tuple[str, str | None]:
     """'lr_d' -> ('lr', 'discriminator'); 'betas' -> ('betas', None); 'batch_size' -> ('batch_size', None)."""
     head, _, tail = key.rpartition("_")
-    if head in ("lr", "betas", "optimizer") and tail in NETWORKS:
+    if head in ("lr", "betas", "momentum", "optimizer") and tail in NETWORKS:
         return head, NETWORKS[tail]
     return key, None
 
@@ -93,7 +97,7 @@ def apply_optimizer_keys(owner: str, optimizers: dict, keys: dict) -> dict:
     """Per-network optimiser settings with ``keys`` applied (optimiser names first, then lr,
     then betas; both networks' keys before one network's)."""
     out = {net: dict(settings) for net, settings in optimizers.items()}
-    order = {"optimizer": 0, "lr": 1, "betas": 2}
+    order = {"optimizer": 0, "lr": 1, "betas": 2, "momentum": 2}
     items = sorted(((k, v) for k, v in keys.items() if k != "batch_size"),
                    key=lambda kv: (_family(kv[0])[1] is not None, order[_family(kv[0])[0]]))
     for key, value in items:
@@ -105,10 +109,12 @@ def apply_optimizer_keys(owner: str, optimizers: dict, keys: dict) -> dict:
             settings = out[net]
             if family == "optimizer":
                 settings["name"] = value
-                if value == "adam":
-                    settings.setdefault("betas", BETAS)
-                else:
-                    settings.pop("betas", None)
+                # the new optimiser's own settings, at their defaults; the old one's dropped
+                for extra, default in (("betas", BETAS), ("momentum", 0.0)):
+                    if extra in OPTIMIZERS[value]:
+                        settings.setdefault(extra, default)
+                    else:
+                        settings.pop(extra, None)
             elif family not in OPTIMIZERS[settings["name"]]:
                 raise BenchError(f"{owner}: {key} is not a setting of {settings['name']} (the {net}'s optimiser); "
                                  f"{settings['name']} takes: {', '.join(OPTIMIZERS[settings['name']])}")
@@ -190,6 +196,7 @@ class RunSpec:
     eval_points: int
     optimizers: tuple              # (network, (("betas", ..), ("lr", ..), ("name", "adam"))) pairs
     hparams: str = "shared"        # the hyperparameter policy (identity; left out of the hash when shared)
+    train_size: int | None = None  # a fixed training set of that many samples; None: fresh samples every batch
     # recorded, not identity
     method_overrides: tuple = ()   # the method options that differ from the defaults on this dataset
     run_overrides: tuple = ()      # run settings and dataset options that differ from the profile's
@@ -204,6 +211,8 @@ class RunSpec:
                                    if k not in NOT_IDENTITY_OPTIONS},
                "optimizers": {net: _thaw(opts) for net, opts in self.optimizers}}
         out.update({k: getattr(self, k) for k in RUN_SETTINGS if k != "lr"})  # lr lives in optimizers
+        if self.train_size is None:
+            del out["train_size"]
         if self.hparams != "shared":  # runs stored before the policy existed keep their ids
             out["hparams"] = self.hparams
         return json.loads(canonical_json(out))
@@ -282,6 +291,7 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
     """Defaults, profile, policy and overrides -> one validated :class:`RunSpec`; raises
     BenchError on anything impossible. ``settings`` are run settings (steps, lr, ...); None keeps
     the profile's. ``method_options`` may hold the optimiser and batch keys (``lr_d``, ...)."""
+    from bench import presets
     from bench.datasets import DATASETS
     from methods import METHODS
 
@@ -294,25 +304,37 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
         raise BenchError(f"unknown --hparams {hparams!r}; choose from: {', '.join(HPARAMS)}")
     method_options, user_keys = split_run_keys(dict(method_options or {}))
     user_keys = parse_run_keys(method, user_keys)
-    preset = check_recommended(method, method_cls) if hparams == "recommended" else {}
-    preset_options, preset_keys = split_run_keys(preset)
-    if profile not in dataset_cls.profiles:
-        raise BenchError(f"dataset {dataset!r} has no profile {profile!r}; choose from: {', '.join(dataset_cls.profiles)}")
-    defaults = {"budget_seconds": None, **dataset_cls.profiles[profile]}
+    recipe = check_recommended(method, method_cls) if hparams == "recommended" else {}
+    recipe_options, recipe_keys = split_run_keys(recipe)
+    preset = presets.get(profile) if presets.is_preset(profile) else None
+    if preset:
+        if hparams != "shared":
+            raise BenchError(f"preset {profile!r} fixes every network's optimiser (its paper's); "
+                             f"--hparams {hparams} does not apply to it")
+        defaults = presets.defaults(profile, dataset)
+        presets.check_dataset_options(profile, dataset, dict(dataset_options or {}))
+        recipe_keys = parse_run_keys(f"preset {profile}", dict(preset.optimizer))
+    elif profile in dataset_cls.profiles:
+        defaults = {**OPTIONAL_SETTINGS, **dataset_cls.profiles[profile]}
+    else:
+        covering = [p for p in presets.PRESETS.names() if dataset in presets.get(p).settings]
+        raise BenchError(f"dataset {dataset!r} has no profile {profile!r}; choose from: "
+                         f"{', '.join([*dataset_cls.profiles, *covering])}")
     given = {k: v for k, v in settings.items() if v is not None}
     if given.get("budget_seconds") is not None:
         if "steps" in given:
             raise BenchError("give a budget in steps (--steps) or in seconds (--budget-seconds), not both")
         given["steps"] = None
-    if "batch_size" in preset_keys:  # the policy's batch; --batch-size and --set NAME.batch_size win
-        defaults["batch_size"] = preset_keys["batch_size"]
+    if "batch_size" in recipe_keys:  # the policy's batch; --batch-size and --set NAME.batch_size win
+        defaults["batch_size"] = recipe_keys["batch_size"]
     run = {**defaults, **given}
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise BenchError(f"seed must be an integer >= 0; got {seed!r}")
     for name in ("batch_size", "noise_dim", "width", "depth", "eval_points"):
         _positive_int(name, run[name])
-    if run["steps"] is not None:
-        _positive_int("steps", run["steps"])
+    for name in ("steps", "train_size"):
+        if run[name] is not None:
+            _positive_int(name, run[name])
     if run["budget_seconds"] is not None and not (isinstance(run["budget_seconds"], (int, float))
                                                   and 0 < run["budget_seconds"] < math.inf):
         raise BenchError(f"budget_seconds must be a positive number of seconds; got {run['budget_seconds']!r}")
@@ -330,7 +352,8 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
         raise BenchError(f"unknown device {device!r}; choose from auto, cpu, cuda")
 
     method_options = METHODS.validate(method, method_options)  # text from --set -> typed values
-    on_dataset = {**dataset_cls.method_defaults(method, method_options), **preset_options}
+    on_dataset = {**dataset_cls.method_defaults(method, method_options), **recipe_options,
+                  **(preset.method_defaults(method, method_options) if preset else {})}
     built, m_opts = _canonical_options(METHODS, method, method_options, on_dataset)
     m_defaults = _canonical_options(METHODS, method, {}, on_dataset)[1] if method_options else m_opts
     if m_opts.get("code_space") == "autoencoder" and not hasattr(dataset_cls, "autoencoder"):
@@ -341,7 +364,8 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
 
     networks = ["generator"] + (["discriminator"] if built.uses_discriminator else [])
     shared = {net: {"betas": BETAS, "lr": run["lr"], "name": "adam"} for net in networks}
-    baseline = apply_optimizer_keys(f"{method} recommended", shared, preset_keys)
+    recipe_keys = {k: v for k, v in recipe_keys.items() if _family(k)[1] in (None, *networks)}  # gmn has no D
+    baseline = apply_optimizer_keys(f"{method} recommended", shared, recipe_keys)
     if "lr" in given:  # --lr, given explicitly, sets every network of every method
         baseline = apply_optimizer_keys(method, baseline, {"lr": run["lr"]})
     optimizers = apply_optimizer_keys(method, baseline, user_keys)
@@ -351,6 +375,8 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
     if user_keys.get("batch_size", run["batch_size"]) != run["batch_size"]:
         keys_changed["batch_size"] = run["batch_size"] = user_keys["batch_size"]
     inputs = getattr(built, "discriminator_inputs", 1) if built.uses_discriminator else 1
+    if preset and preset.packed_batch and "batch_size" not in given and "batch_size" not in user_keys:
+        defaults["batch_size"] = run["batch_size"] = run["batch_size"] * inputs  # the batch counts D's inputs
     if run["batch_size"] % inputs:
         raise BenchError(f"{method} feeds its discriminator {inputs} samples at once (pack={inputs}): the batch "
                          f"size must be a multiple of {inputs}; it is {run['batch_size']}")

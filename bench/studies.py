@@ -18,14 +18,15 @@ import time
 import tomllib
 from pathlib import Path
 
+from bench import presets, store
 from bench import spec as specs
-from bench import store
 from bench.executors import check_ray_address, cores, make_executor, resolve_executor
 from bench.registry import BenchError
 
 # How each run setting is read from text (--steps, --sweep lr=..., study files).
 SETTING_TYPES = {"steps": int, "budget_seconds": float, "batch_size": int, "lr": float, "noise": str,
-                 "noise_dim": int, "arch": str, "width": int, "depth": int, "eval_points": int, "hparams": str}
+                 "noise_dim": int, "arch": str, "width": int, "depth": int, "eval_points": int, "train_size": int,
+                 "hparams": str}
 
 
 # ------------------------------------------------------------------------------------ parsing
@@ -113,21 +114,29 @@ class Plan:
     plugins: tuple = ()            # --plugin files (absolute) and modules, imported by every worker
 
 
-def plan(methods=None, datasets=("ring8", "grid25"), seeds=(0,), profile="quick", options=None, sweep=None,
+def plan(methods=None, datasets=("ring8", "grid25"), seeds=(0,), profile=None, options=None, sweep=None,
          labels=None, out="results", jobs=1, threads=None, executor="auto", address=None, device="auto",
-         plugins=(), **settings) -> Plan:
+         plugins=(), preset=None, **settings) -> Plan:
     """Every run of a study as a validated spec; raises BenchError before anything runs.
 
     options: {"gmn": {"kernel": "energy", "lr_g": 2e-4}, "ring8": {"std": 0.02}}; sweep:
     {"gan.d_steps": [1, 2], "lr": [1e-4, 2e-4], "hparams": ["shared", "recommended"]} (the cartesian
     product); labels: {"gmn[kernel=energy]": "GMN energy"}; plugins: ["my_loss.py", "my_module"]
-    (imported here and by every worker); hparams: "shared" (default) or "recommended"."""
+    (imported here and by every worker); hparams: "shared" (default) or "recommended"; profile:
+    each dataset's "quick" (default) or "paper"; preset: a paper's protocol instead (bench list)."""
     from bench import plugins as plugin_lib
     from bench.datasets import DATASETS
     from methods import METHODS
     if isinstance(plugins, str):
         plugins = [plugins]
     plugin_lib.load_plugins(plugins)
+    if preset is not None:
+        if profile is not None:
+            raise BenchError(f"give a preset or a profile, not both (--preset {preset}, --profile {profile})")
+        if not isinstance(preset, str) or not presets.is_preset(preset):
+            raise BenchError(f"unknown preset {preset!r}; choose from: {', '.join(presets.PRESETS.names())}")
+        profile = preset
+    profile = "quick" if profile is None else profile
     plugins = tuple(str(Path(p).resolve()) if p.endswith(".py") or "/" in p else p for p in plugins)
     if methods is None and METHODS.problems:
         raise BenchError(f"cannot run every method: {next(iter(METHODS.problems.values()))}; "
@@ -192,8 +201,10 @@ def plan(methods=None, datasets=("ring8", "grid25"), seeds=(0,), profile="quick"
                     if spec.run_id not in seen:  # a sweep of gan.d_steps leaves gmn's runs alone
                         seen.add(spec.run_id)
                         planned.append(spec)
+    # calibration rows see the data the runs saw (a preset's dataset options included)
+    resolved = {s.dataset: s.options("dataset") for s in planned}
     return Plan(planned, out, jobs, threads, executor, address, device, datasets,
-                {d: options.get(d, {}) for d in datasets}, profile, plugins)
+                {d: resolved.get(d, options.get(d, {})) for d in datasets}, profile, plugins)
 
 
 def _names(registry, names) -> list[str]:
@@ -205,7 +216,7 @@ def _names(registry, names) -> list[str]:
 
 
 # ------------------------------------------------------------------------------- study files
-STUDY_KEYS = {"methods", "datasets", "seeds", "profile", "out", "jobs", "threads", "executor", "address",
+STUDY_KEYS = {"methods", "datasets", "seeds", "profile", "preset", "out", "jobs", "threads", "executor", "address",
               "device", "set", "sweep", "labels", "plugins", *SETTING_TYPES}
 
 
@@ -228,7 +239,7 @@ def read_study(path: Path) -> dict:
     need("methods", (list, str), "a list of method names")
     need("datasets", (list, str), "a list of dataset names")
     need("seeds", (list, str), 'a list of seeds or a range such as "0-9"')
-    for key in ("profile", "out", "executor", "address", "device", "noise", "arch", "hparams"):
+    for key in ("profile", "preset", "out", "executor", "address", "device", "noise", "arch", "hparams"):
         need(key, str, "a string")
     need("plugins", (list, str), "a list of .py files or module names")
     for key in ("set", "sweep", "labels"):
@@ -316,6 +327,10 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
         executor.close()
         raise
     finished = {rid for rid, r in existing.items() if r["status"] in store.FINISHED}
+    if presets.is_preset(plan_.profile):  # say up front when a preset's rows will not be comparable
+        verdicts = [presets.comparability(s.to_dict()) for s in plan_.specs]
+        for note in dict.fromkeys(why for comparable, why in verdicts if not comparable):
+            log(f"{plan_.profile}: {note}: not comparable with the published numbers (the report says so per row)")
     todo = [s for s in plan_.specs if force or s.run_id not in finished]
     skipped = len(plan_.specs) - len(todo)
     if skipped:

@@ -65,10 +65,6 @@ def set_requires_grad(net: nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
-RESERVED_OPTIONS = ("lr", "lr_g", "lr_d", "betas", "betas_g", "betas_d", "optimizer", "optimizer_g", "optimizer_d",
-                    "batch_size")  # --set NAME.KEY routes these to the run specification, not to __init__
-
-
 def contract_faults(name: str, cls) -> list[str]:
     """What keeps ``cls`` from being registered as a method (empty if nothing): checked for every
     method, built in or plugin, when it registers. The behaviour (losses, seeds, files) is checked
@@ -83,7 +79,8 @@ def contract_faults(name: str, cls) -> list[str]:
         params = set(inspect.signature(cls).parameters) - {"self"}
     except (TypeError, ValueError):
         params = set()
-    reserved = sorted(params & set(RESERVED_OPTIONS))
+    from bench.spec import RUN_KEYS  # --set NAME.KEY routes these to the run specification, not to __init__
+    reserved = sorted(params & set(RUN_KEYS))
     if reserved:
         faults.append(f"option {', '.join(reserved)} is reserved for the optimiser and batch settings "
                       f"(--set {name}.lr_d=...); rename it")

@@ -80,7 +80,80 @@ class DecodedGenerator(nn.Module):
         return self.decoder(self.code_generator(z))
 
 
-ARCHS = {"points": ("mlp",), "images": ("mlp", "dcgan")}
+# ----------------------------------------------------------------- the papers' own networks (presets)
+def normal_init(net: nn.Module, std: float = 0.02) -> nn.Module:
+    """Weights N(0, std²), biases 0: the initialisation of PacGAN's and DCGAN's code."""
+    for m in net.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return net
+
+
+class Maxout(nn.Module):
+    """A linear layer to units × pieces outputs, then the max over each unit's pieces (Goodfellow
+    et al. 2013; Blocks' LinearMaxout, which groups consecutive outputs)."""
+
+    def __init__(self, in_dim: int, units: int, pieces: int):
+        super().__init__()
+        self.units, self.pieces = units, pieces
+        self.linear = nn.Linear(in_dim, units * pieces)
+
+    def forward(self, x):
+        return self.linear(x).view(len(x), self.units, self.pieces).amax(-1)
+
+
+def pacgan_mlp(dataset, noise_dim: int, inputs: int, outputs: int):
+    """PacGAN's 2-D networks (fjxmlzn/PacGAN, synthetic_data_experiments/*/pacgan_task.py, config.py):
+    G: noise_dim → 4 × [400, no bias, BatchNorm (ε 1e-4, population momentum 0.05), ReLU] → linear;
+    D: 3 × maxout(200 units, 5 pieces) → linear; packing widens D's input only. Init N(0, 0.02)."""
+    layers: list[nn.Module] = []
+    for a in [noise_dim] + [400] * 3:
+        layers += [nn.Linear(a, 400, bias=False), nn.BatchNorm1d(400, eps=1e-4, momentum=0.05), nn.ReLU()]
+    g = nn.Sequential(*layers, nn.Linear(400, dataset.dim))
+    d = nn.Sequential(nn.Flatten(), Maxout(dataset.dim * inputs, 200, 5), Maxout(200, 200, 5), Maxout(200, 200, 5),
+                      nn.Linear(200, outputs))
+    return normal_init(g), normal_init(d)
+
+
+def veegan_mlp(dataset, noise_dim: int, inputs: int, outputs: int):
+    """VEEGAN's 2-D networks (akashgit/VEEGAN, VEEGAN_2D_RING.ipynb): G noise_dim (254 + 1) → 128 → 128
+    → 2, D 2 → 128 → logit, ReLU (the notebook's D also sees the noise, a plain GAN's cannot)."""
+    return (mlp([noise_dim, 128, 128, dataset.dim], nn.ReLU),
+            nn.Sequential(nn.Flatten(), mlp([dataset.dim * inputs, 128, outputs], nn.ReLU)))
+
+
+def pacgan_dcgan(dataset, noise_dim: int, inputs: int, outputs: int):
+    """The DCGAN of PacGAN's Stacked-MNIST code (VEEGAN setting; stacked_MNIST_experiments/VEEGAN_experiment/
+    model.py, carpedm20's TensorFlow DCGAN, gf = df = 64): G z → 2×2×512 → 5×5 stride-2 deconvolutions to
+    4×4×256, 7×7×128, 14×14×64, 28×28×channels, BatchNorm + ReLU between; D 5×5 stride-2 convolutions
+    to 64 (no BatchNorm), 128, 256, 512 (BatchNorm), leaky ReLU 0.2, linear. TensorFlow's 'SAME'
+    padding reproduced by padding 2 and output_padding 1, 0, 1, 1. Output sigmoid ([0, 1], the data's
+    range; the code's tanh output was fed to the classifier unscaled)."""
+    c = getattr(dataset, "channels", 1)
+    deconv = lambda a, b, extra: nn.ConvTranspose2d(a, b, 5, 2, 2, output_padding=extra)
+    g = nn.Sequential(
+        nn.Linear(noise_dim, 2 * 2 * 512), nn.Unflatten(1, (512, 2, 2)), nn.BatchNorm2d(512, eps=1e-5, momentum=0.1),
+        nn.ReLU(),
+        deconv(512, 256, 1), nn.BatchNorm2d(256, eps=1e-5, momentum=0.1), nn.ReLU(),
+        deconv(256, 128, 0), nn.BatchNorm2d(128, eps=1e-5, momentum=0.1), nn.ReLU(),
+        deconv(128, 64, 1), nn.BatchNorm2d(64, eps=1e-5, momentum=0.1), nn.ReLU(),
+        deconv(64, c, 1), nn.Sigmoid())
+    conv = lambda a, b: nn.Conv2d(a, b, 5, 2, 2)
+    d = nn.Sequential(
+        conv(c * inputs, 64), nn.LeakyReLU(0.2),
+        conv(64, 128), nn.BatchNorm2d(128, eps=1e-5, momentum=0.1), nn.LeakyReLU(0.2),
+        conv(128, 256), nn.BatchNorm2d(256, eps=1e-5, momentum=0.1), nn.LeakyReLU(0.2),
+        conv(256, 512), nn.BatchNorm2d(512, eps=1e-5, momentum=0.1), nn.LeakyReLU(0.2),
+        nn.Flatten(), nn.Linear(512 * 2 * 2, outputs))
+    return normal_init(g), normal_init(d)
+
+
+PAPER_ARCHS = {"pacgan-mlp": ("points", pacgan_mlp), "veegan-mlp": ("points", veegan_mlp),
+               "pacgan-dcgan": ("images", pacgan_dcgan)}
+ARCHS = {kind: base + tuple(a for a, (k, _) in PAPER_ARCHS.items() if k == kind)
+         for kind, base in {"points": ("mlp",), "images": ("mlp", "dcgan")}.items()}
 
 
 def build_networks(dataset, cfg, with_discriminator: bool, inputs: int = 1, outputs: int = 1):
@@ -90,6 +163,9 @@ def build_networks(dataset, cfg, with_discriminator: bool, inputs: int = 1, outp
     for a feature map such as MMD GAN's)."""
     if cfg.arch not in ARCHS[dataset.kind]:
         raise ValueError(f"unknown arch {cfg.arch!r}; choose from {', '.join(ARCHS[dataset.kind])}")
+    if cfg.arch in PAPER_ARCHS:
+        g, d = PAPER_ARCHS[cfg.arch][1](dataset, cfg.noise_dim, inputs, outputs)
+        return g, (d if with_discriminator else None)
     if dataset.kind == "points":
         g = mlp_generator(cfg.noise_dim, dataset.dim, cfg.width, cfg.depth)
         d = mlp_discriminator(dataset.dim * inputs, cfg.width, cfg.depth, outputs)

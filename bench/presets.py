@@ -1,0 +1,229 @@
+"""Presets: a paper's whole protocol as one named profile (``--preset pacgan-toy``).
+
+A preset fixes, per dataset it covers, every run setting (networks, noise, budget, batch), the
+optimiser of each network, the dataset's options (training-set size, mixture constants, metric
+thresholds) and, per method, the options the paper used. A run made with a preset stores the
+preset's name as its ``profile``; what the user changed on top (``--steps``, ``--set``) is in the
+spec's ``run_overrides`` / ``method_overrides``, and :func:`comparability` says whether the run
+still follows the paper closely enough to be set beside its published numbers.
+
+Presets register like methods and datasets (``@PRESETS.register``; plugins through the
+``bench.presets`` entry-point group). Each one's docstring cites the paper, section and table,
+and says what was chosen where the paper is silent.
+"""
+from __future__ import annotations
+
+import math
+
+from bench.registry import BenchError, Registry
+
+PRESETS = Registry("preset", group="bench.presets")  # base and check set below Preset
+
+
+class Preset:
+    """A published protocol. Subclasses set the class attributes below; the docstring's first
+    line is what ``bench list`` shows, the rest cites the source."""
+    # dataset -> its run settings (every key of bench.spec.RUN_SETTINGS; budget_seconds, train_size optional)
+    settings: dict[str, dict] = {}
+    # optimiser keys (bench.spec.RUN_KEYS but batch_size) applied to every method's networks
+    optimizer: dict = {}
+    # method options the paper itself varies (PacGAN's pack): a run may set them and stay comparable
+    compared: tuple[str, ...] = ()
+    # True: batch_size counts the discriminator's inputs, so a method packing p samples into one
+    # input trains on p × batch_size samples (PacGAN: "100 packed rows" of p samples each)
+    packed_batch = False
+    # the paper's training budget in generator steps, per dataset (settings' steps default to it)
+    published_steps: dict[str, int] = {}
+
+    @classmethod
+    def method_defaults(cls, method: str, options: dict) -> dict:
+        """The options the paper used for ``method`` (the user's --set wins), given its other options."""
+        return {}
+
+
+def preset_faults(name: str, cls) -> list[str]:
+    """What keeps ``cls`` from being registered as a preset (empty if nothing)."""
+    from bench.spec import OPTIONAL_SETTINGS, RUN_KEYS, RUN_SETTINGS
+    needed = set(RUN_SETTINGS) - set(OPTIONAL_SETTINGS)
+    faults = []
+    if not cls.settings:
+        faults.append("settings is empty: give each dataset the preset covers its run settings")
+    for dataset, settings in cls.settings.items():
+        missing, unknown = sorted(needed - set(settings)), sorted(set(settings) - set(RUN_SETTINGS))
+        if missing or unknown:
+            faults.append(f"settings[{dataset!r}] must give {', '.join(sorted(needed))} (and may give train_size); "
+                          f"missing {missing}, unknown {unknown}")
+        if dataset not in cls.published_steps:
+            faults.append(f"published_steps has no budget for {dataset!r}")
+    unknown = sorted(set(cls.optimizer) - set(RUN_KEYS) | ({"batch_size"} & set(cls.optimizer)))
+    if unknown:
+        faults.append(f"optimizer names {', '.join(unknown)}; allowed: {', '.join(k for k in RUN_KEYS if k != 'batch_size')}")
+    return faults
+
+
+def get(name: str) -> type[Preset]:
+    return PRESETS.get(name)
+
+
+def is_preset(name: str) -> bool:
+    return name in PRESETS.names()
+
+
+def defaults(name: str, dataset: str) -> dict:
+    """The run settings of preset ``name`` on ``dataset``; BenchError if the preset does not cover it."""
+    from bench.spec import OPTIONAL_SETTINGS
+    preset = get(name)
+    if dataset not in preset.settings:
+        raise BenchError(f"preset {name!r} covers {', '.join(preset.settings)}; not {dataset!r} "
+                         f"(see `python -m bench list`)")
+    return {**OPTIONAL_SETTINGS, **preset.settings[dataset]}
+
+
+def check_dataset_options(name: str, dataset: str, given: dict) -> None:
+    """A preset's data and metric thresholds are what its published numbers measure: changing
+    them is refused (a run with other data would be compared with numbers about different data)."""
+    from bench.datasets import DATASETS
+    from bench.spec import NOT_IDENTITY_OPTIONS, signature_defaults
+    protocol = signature_defaults(DATASETS.get(dataset))
+    refused = sorted(k for k in given if k not in NOT_IDENTITY_OPTIONS and k in protocol)
+    if refused:
+        raise BenchError(f"preset {name!r} fixes {', '.join(f'{dataset}.{k}={protocol[k]!r}' for k in refused)}: "
+                         f"its published numbers measure that data with those thresholds. Run without --preset "
+                         f"(--profile quick or paper) to change them")
+
+
+def comparability(spec: dict) -> tuple[bool, str]:
+    """Whether a stored run (its ``spec`` as the record holds it) follows its preset's protocol
+    closely enough to be set beside the published numbers, and if not, why."""
+    name = spec.get("profile")
+    if not name or not is_preset(name):
+        return False, f"not run with a preset (profile {name!r})"
+    preset = get(name)
+    reasons = []
+    overrides = dict(spec.get("run_overrides") or {})
+    overrides.pop("eval_points", None)  # how often bench looks during training, not how it trains
+    steps = overrides.pop("steps", None)
+    published = preset.published_steps.get(spec.get("dataset"))
+    if spec.get("budget_seconds") is not None:
+        reasons.append(f"a wall-clock budget ({spec['budget_seconds']:g} s) instead of the paper's "
+                       f"{published:,} steps")
+        overrides.pop("budget_seconds", None)
+    elif steps is not None and published:
+        reasons.append(f"steps {steps:,} {'<' if steps < published else '>'} the paper's {published:,}"
+                       + (" (reduced budget)" if steps < published else ""))
+    if overrides:
+        reasons.append("settings changed: " + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())))
+    changed = sorted(k for k in dict(spec.get("method_overrides") or {}) if k not in preset.compared)
+    if changed:
+        reasons.append("method options changed: " + ", ".join(changed))
+    if spec.get("hparams", "shared") != "shared":
+        reasons.append(f"hparams={spec['hparams']}")
+    return (not reasons), "; ".join(reasons) or "follows the paper's protocol"
+
+
+PRESETS.base = Preset
+PRESETS.check = preset_faults
+TOY = ("ring8", "grid25")
+
+
+@PRESETS.register("pacgan-toy")
+class PacGANToy(Preset):
+    """PacGAN's 2-D mixtures (Lin et al. 2018, Table 1 of arXiv 1712.04086): maxout D, 400,000 steps.
+
+    Source: the paper's Table 1 (ring of 8, grid of 25; modes, % high quality, reverse KL; 10 trials,
+    ± standard error) and its code, fjxmlzn/PacGAN synthetic_data_experiments/2DRing_GAN&PacGAN and
+    2DGrid_GAN&PacGAN (config.py, pacgan_task.py; the paper's appendix text was not available to us,
+    the code is what was followed): data as bench's ring8/grid25 defaults (radius 1, std 0.01; spacing
+    2, std 0.05), a fixed training set of 100,000 points; G 2-D Gaussian noise → 4 × 400 (BatchNorm,
+    ReLU) → 2, D 3 × maxout(200, 5 pieces) → 1 (``--arch pacgan-mlp``), init N(0, 0.02); the
+    non-saturating loss (``nsgan``; ``pack`` = PacGAN's degree of packing); Adam lr 1e-4, β1 0.8;
+    batch 100 packed rows (100·pack samples); 400 epochs = 400,000 steps; 2,500 evaluation samples,
+    high quality within 3 std, KL of the high-quality samples' mode histogram to uniform.
+
+    Where bench differs: its loop alternates one D step and one G step (the code updates both at
+    once from one minibatch); Blocks' β2 default is taken to be Adam's 0.999; the evaluation noise
+    is fixed per run seed (the code's is one stream for all runs).
+    """
+    settings = {d: dict(steps=400_000, batch_size=100, lr=1e-4, noise="gaussian", noise_dim=2, arch="pacgan-mlp",
+                        width=400, depth=4, eval_points=10, train_size=100_000) for d in TOY}
+    optimizer = {"betas": (0.8, 0.999)}
+    compared = ("pack",)
+    packed_batch = True
+    published_steps = {d: 400_000 for d in TOY}
+
+
+@PRESETS.register("veegan-toy")
+class VEEGANToy(Preset):
+    """VEEGAN's 2-D mixtures (Srivastava et al. 2017, Table 1): 2 × 128 MLPs, batch 500, 100,000 steps.
+
+    Source: the paper's §5 (2,500 samples per model, high quality within 3 std, averages over five
+    runs, no ±) and its code, akashgit/VEEGAN VEEGAN_2D_RING.ipynb (which, despite its name, trains
+    the grid; the ring is the paper's and PacGAN's: radius 1, std 0.01, angles 2πk/8): G
+    255-dimensional Gaussian noise (the notebook's 254 + 1) → 128 → 128 → 2, ReLU; Adam lr 1e-3,
+    β1 0.5; batch 500; 100 × 1,000 = 100,000 iterations; fresh samples every batch.
+
+    Where the paper is silent: the GAN baseline's networks and loss. bench gives its D the
+    notebook's discriminator without the noise input (2 → 128 → 1, ReLU) and maps the paper's
+    "GAN" to the non-saturating ``nsgan`` (the loss of its TensorFlow code's sigmoid cross-entropy).
+    """
+    settings = {d: dict(steps=100_000, batch_size=500, lr=1e-3, noise="gaussian", noise_dim=255, arch="veegan-mlp",
+                        width=128, depth=2, eval_points=10) for d in TOY}
+    optimizer = {"betas": (0.5, 0.999)}
+    published_steps = {d: 100_000 for d in TOY}
+
+
+@PRESETS.register("gmmn-mnist")
+class GMMNMNIST(Preset):
+    """The GMMN paper's MNIST setting (Li et al. 2015, §4, Table 1): MLP G, SGD lr 2, batch 1000, 40,000 steps.
+
+    Source: the paper's §4 and its code, yujiali/gmmn train.py (mnist_mmd_input_space,
+    mnist_mmd_code_space): 10-dimensional uniform noise on [-1, 1] → 64 → 256 → 256 → 1024 → 784
+    sigmoid (``--arch mlp``); loss √MMD²_b with Gaussian kernels exp(−‖x−y‖²/2s),
+    s ∈ {2, 5, 10, 20, 40, 80} (the code's σ is a variance); minibatch 1,000 data and 1,000
+    samples; SGD lr 2, momentum 0.9; 40,000 iterations. GMMN+AE (``--set gmn.code_space=autoencoder``):
+    one kernel, s = 1, in the autoencoder's code space.
+
+    Where bench differs: the code drops lr to 0.2 and raises momentum to 0.99 at iteration 10,000;
+    bench keeps lr 2 and momentum 0.9 throughout (it has no schedules). GMMN+AE uses bench's own
+    cached autoencoder (784-1024-32 in the paper, trained with dropout and layer-wise
+    pretraining). The paper's measure, a Parzen-window log-likelihood, is not computed by bench.
+    """
+    settings = {"mnist": dict(steps=40_000, batch_size=1000, lr=2.0, noise="uniform", noise_dim=10, arch="mlp",
+                              width=1024, depth=4, eval_points=10)}
+    optimizer = {"optimizer": "sgd", "momentum": 0.9}
+    compared = ("code_space",)
+    published_steps = {"mnist": 40_000}
+
+    @classmethod
+    def method_defaults(cls, method, options):
+        if method != "gmn":
+            return {}
+        if options.get("code_space", "pixels") == "autoencoder":
+            return dict(bandwidths=(1.0,), estimator="biased", root=True)
+        return dict(bandwidths=tuple(math.sqrt(s) for s in (2, 5, 10, 20, 40, 80)), estimator="biased", root=True)
+
+
+@PRESETS.register("pacgan-stacked")
+class PacGANStacked(Preset):
+    """PacGAN's Stacked-MNIST, VEEGAN setting (Lin et al. 2018, Table 2 of arXiv 1712.04086): DCGAN, 100,000 steps.
+
+    Source: the paper's Table 2 (1,000 modes, reverse KL on 26,000 samples; 10 trials, ± standard
+    error; DCGAN, ALI, Unrolled GAN and VEEGAN rows quoted from VEEGAN's Table 2) and its code,
+    fjxmlzn/PacGAN stacked_MNIST_experiments/VEEGAN_experiment (config.py, model.py; carpedm20's
+    TensorFlow DCGAN): 100-dimensional uniform noise on [-1, 1]; G and D the DCGAN with 5×5
+    stride-2 (de)convolutions, gf = df = 64 (``--arch pacgan-dcgan``), init N(0, 0.02); the
+    non-saturating loss, ``pack`` = the degree of packing; Adam lr 2e-4, β1 0.5; batch 64 packed
+    rows; 50 epochs of 128,000 stacked images = 100,000 iterations.
+
+    Where bench differs: the code takes two G steps per D step (carpedm20's trick), bench one;
+    bench draws each channel's digit afresh from MNIST's 60,000 training images (the code stacks
+    128,000 triples once from train and test); G ends in a sigmoid ([0, 1], the data's range;
+    the code's tanh output reached the classifier unscaled); modes are read by bench's own MNIST
+    classifier (the code's: Keras' mnist_cnn).
+    """
+    settings = {"stacked-mnist": dict(steps=100_000, batch_size=64, lr=2e-4, noise="uniform", noise_dim=100,
+                                      arch="pacgan-dcgan", width=64, depth=4, eval_points=10)}
+    optimizer = {"betas": (0.5, 0.999)}
+    compared = ("pack",)
+    packed_batch = True
+    published_steps = {"stacked-mnist": 100_000}
