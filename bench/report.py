@@ -18,7 +18,7 @@ import itertools  # noqa: E402
 import math  # noqa: E402
 
 from bench import spec as spec_lib  # noqa: E402
-from bench import stats, store  # noqa: E402
+from bench import published, stats, store  # noqa: E402
 from bench.datasets import DATASETS  # noqa: E402
 from bench.registry import BenchError  # noqa: E402
 
@@ -372,6 +372,7 @@ class Report:
     comparison: pd.DataFrame
     tables: dict
     figures: list
+    published: pd.DataFrame   # published results beside ours (bench.published); empty without a preset's runs
 
 
 def comparison_markdown(comparison: pd.DataFrame) -> list[str]:
@@ -382,6 +383,14 @@ def comparison_markdown(comparison: pd.DataFrame) -> list[str]:
                f"Holm-Bonferroni corrected over the table; significant at 5 %: {int(g['significant'].sum())}.", ""]
         md += [f"- {v}" for v in g["verdict"]] + [""]
     return md
+
+
+def published_markdown(beside: pd.DataFrame) -> list[str]:
+    md = []
+    for heading, table in published.display_tables(beside).items():
+        md += [f"## {heading}: published results beside ours", "", table.to_markdown(index=False), ""]
+        md += [f"- {n}" for n in published.notes(beside, heading)] + [""]
+    return md + [published.NOTE, ""] if md else []
 
 
 def build(out: Path, print_fn=print) -> Report:
@@ -401,10 +410,11 @@ def build(out: Path, print_fn=print) -> Report:
     summary = summary_table(runs)
     comparison = comparison_table(runs)
     tables = display_tables(summary, notes)
+    beside = published.beside_ours(runs, {r["variant_id"]: r["spec"] for r in records})
     md = []
     for heading, table in tables.items():
         md += [f"## {heading}", "", table.to_markdown(index=False), ""]
-    md += [CI_NOTE, ""]
+    md += [CI_NOTE, ""] + published_markdown(beside)
     comparison_md = "\n".join(comparison_markdown(comparison)) if len(comparison) else \
         "No comparisons: every variant needs at least 2 finished seeds.\n"
     plots = out / "plots"
@@ -431,6 +441,12 @@ def build(out: Path, print_fn=print) -> Report:
     for heading, table in tables.items():
         print_fn(f"\n{heading}\n{table.to_string(index=False)}")
     print_fn(f"\n{CI_NOTE}")
+    for heading, table in published.display_tables(beside).items():
+        print_fn(f"\n{heading}: published results beside ours\n{table.to_string(index=False)}")
+        for n in published.notes(beside, heading):
+            print_fn(f"  {n}")
+    if len(beside):
+        print_fn(f"\n{published.NOTE}")
     if len(comparison):
         significant = comparison[comparison["significant"]]
         print_fn(f"\n{len(significant)} of {len(comparison)} pairwise differences significant at 5 % (Holm); "
@@ -438,4 +454,4 @@ def build(out: Path, print_fn=print) -> Report:
         for v in significant["verdict"].head(12):
             print_fn(f"  {v}")
     print_fn(f"\ntables: {out / 'summary.md'}, {out / 'comparison.md'}, {out / 'runs.csv'}; plots: {plots}/")
-    return Report(runs, summary, comparison, tables, [f for f in figures if f.exists()])
+    return Report(runs, summary, comparison, tables, [f for f in figures if f.exists()], beside)
