@@ -67,10 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", default=None, help="with --executor ray: the cluster (default: a new local Ray)")
     run.add_argument("--force", action="store_true", help="rerun runs that have already finished")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    html_help = "also write the whole report as one self-contained page, OUT/report.html (figures embedded)"
+    run.add_argument("--html", action="store_true", help=html_help)
 
     report = sub.add_parser("report", help="rebuild tables and plots from stored records, without training")
     report.add_argument("--out", type=Path, default=Path("results"))
     report.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE", help=plugin_help)
+    report.add_argument("--html", action="store_true", help=html_help)
 
     perf = sub.add_parser("perf", help="mmd: time the MMD backends on a grid of sizes; study: the executors' "
                                        "throughput on a toy study")
@@ -174,14 +177,18 @@ def cmd_run(args) -> None:
     for name, text in plugins.problems().items():  # plugins not asked for: said, not fatal
         print(f"warning: {text}", file=sys.stderr)
     outcome = study.execute(plan, force=args.force, progress=not args.no_progress)
-    report.build(plan.out)
+    built = report.build(plan.out)
+    if args.html:
+        print(f"html: {report.write_html(built, plan.out)}")
     print(f"total wall-clock: {time.perf_counter() - start:.1f} s; {outcome.ran} runs ran ({outcome.diverged} diverged, "
           f"{outcome.failed} failed), {outcome.skipped} already finished, {outcome.busy} left to another process")
 
 
 def cmd_report(args) -> None:
     from bench import report
-    report.build(args.out)
+    built = report.build(args.out)
+    if args.html:
+        print(f"html: {report.write_html(built, args.out)}")
 
 
 def _positive_ints(text: str, flag: str) -> list[int]:

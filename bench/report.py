@@ -1,7 +1,9 @@
 """Tables and plots, always rebuilt from the stored records (``python -m bench report``)."""
 from __future__ import annotations
 
+import base64
 import dataclasses
+import html
 import io
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import itertools  # noqa: E402
 import math  # noqa: E402
 
 from bench import spec as spec_lib  # noqa: E402
-from bench import stats, store  # noqa: E402
+from bench import published, stats, store  # noqa: E402
 from bench.datasets import DATASETS  # noqa: E402
 from bench.registry import BenchError  # noqa: E402
 
@@ -372,16 +374,33 @@ class Report:
     comparison: pd.DataFrame
     tables: dict
     figures: list
+    published: pd.DataFrame   # published results beside ours (bench.published); empty without a preset's runs
+    records: list             # the run records, in the order of ``runs`` (their environments)
+
+
+NO_COMPARISONS = "No comparisons: every variant needs at least 2 finished seeds."
+
+
+def comparison_intro(g: pd.DataFrame) -> str:
+    """What one table's pairwise tests are (``g``: its rows of the comparison table)."""
+    return (f"{len(g)} tests ({g['test'].iloc[0].split(',')[0]} where seeds pair up, Mann-Whitney U otherwise), "
+            f"Holm-Bonferroni corrected over the table; significant at 5 %: {int(g['significant'].sum())}.")
 
 
 def comparison_markdown(comparison: pd.DataFrame) -> list[str]:
     md = []
     for dataset, g in comparison.groupby("dataset", sort=False):
-        md += [f"## {dataset}: which variant is better", "",
-               f"{len(g)} tests ({g['test'].iloc[0].split(',')[0]} where seeds pair up, Mann-Whitney U otherwise), "
-               f"Holm-Bonferroni corrected over the table; significant at 5 %: {int(g['significant'].sum())}.", ""]
+        md += [f"## {dataset}: which variant is better", "", comparison_intro(g), ""]
         md += [f"- {v}" for v in g["verdict"]] + [""]
     return md
+
+
+def published_markdown(beside: pd.DataFrame) -> list[str]:
+    md = []
+    for heading, table in published.display_tables(beside).items():
+        md += [f"## {heading}: published results beside ours", "", table.to_markdown(index=False), ""]
+        md += [f"- {n}" for n in published.notes(beside, heading)] + [""]
+    return md + [published.NOTE, ""] if md else []
 
 
 def build(out: Path, print_fn=print) -> Report:
@@ -401,12 +420,12 @@ def build(out: Path, print_fn=print) -> Report:
     summary = summary_table(runs)
     comparison = comparison_table(runs)
     tables = display_tables(summary, notes)
+    beside = published.beside_ours(runs, {r["variant_id"]: r["spec"] for r in records})
     md = []
     for heading, table in tables.items():
         md += [f"## {heading}", "", table.to_markdown(index=False), ""]
-    md += [CI_NOTE, ""]
-    comparison_md = "\n".join(comparison_markdown(comparison)) if len(comparison) else \
-        "No comparisons: every variant needs at least 2 finished seeds.\n"
+    md += [CI_NOTE, ""] + published_markdown(beside)
+    comparison_md = "\n".join(comparison_markdown(comparison)) if len(comparison) else NO_COMPARISONS + "\n"
     plots = out / "plots"
     figures = []
     for name in dict.fromkeys(dataset_label(r) for r in records):
@@ -431,6 +450,12 @@ def build(out: Path, print_fn=print) -> Report:
     for heading, table in tables.items():
         print_fn(f"\n{heading}\n{table.to_string(index=False)}")
     print_fn(f"\n{CI_NOTE}")
+    for heading, table in published.display_tables(beside).items():
+        print_fn(f"\n{heading}: published results beside ours\n{table.to_string(index=False)}")
+        for n in published.notes(beside, heading):
+            print_fn(f"  {n}")
+    if len(beside):
+        print_fn(f"\n{published.NOTE}")
     if len(comparison):
         significant = comparison[comparison["significant"]]
         print_fn(f"\n{len(significant)} of {len(comparison)} pairwise differences significant at 5 % (Holm); "
@@ -438,4 +463,74 @@ def build(out: Path, print_fn=print) -> Report:
         for v in significant["verdict"].head(12):
             print_fn(f"  {v}")
     print_fn(f"\ntables: {out / 'summary.md'}, {out / 'comparison.md'}, {out / 'runs.csv'}; plots: {plots}/")
-    return Report(runs, summary, comparison, tables, [f for f in figures if f.exists()])
+    return Report(runs, summary, comparison, tables, [f for f in figures if f.exists()], beside, records)
+
+
+def environment_table(report: Report) -> pd.DataFrame:
+    """Per run: its table row and what produced it (git revision, device, package versions)."""
+    env = [r.get("environment") or {} for r in report.records]
+    table = report.runs[["dataset", "variant", "seed", "status", "steps", "run_id"]].copy()
+    table["git revision"] = [e.get("git_revision", "–") for e in env]
+    table["device"] = [e.get("device_name") or e.get("device") or "–" for e in env]
+    table["versions"] = [", ".join(f"{k} {v}" for k, v in (e.get("versions") or {}).items() if v) or "–" for e in env]
+    return table.rename(columns={"dataset": "table", "run_id": "run id"})
+
+
+HTML_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 110em; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
+th { background: #f0f0f0; }
+.wide { overflow-x: auto; }
+.note { color: #555; font-size: 0.9em; max-width: 60em; }
+li.significant { font-weight: bold; }
+img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.85em; }
+"""
+
+
+def write_html(report: Report, out: Path) -> Path:
+    """The whole report as one self-contained page, ``out/report.html``, that any browser opens from
+    disk: the summary tables, published results beside ours, the pairwise verdicts, every figure (PNG
+    as a data URI) and each run's git revision and environment. Inline CSS; no script, no external
+    resource; every text escaped."""
+    esc = html.escape
+
+    def frame(df: pd.DataFrame) -> str:
+        return f'<div class="wide">{df.to_html(index=False, escape=True, border=0, na_rep="–")}</div>'
+
+    revisions = pd.Series([(r.get("environment") or {}).get("git_revision", "unknown") for r in report.records])
+    made = "; ".join(f"{esc(rev)} ({n} run{'s' if n > 1 else ''})" for rev, n in revisions.value_counts().items())
+    parts = [f"<h1>bench report: {esc(str(out))}</h1>",
+             f'<p class="note">{len(report.records)} run records; git revisions: {made}.</p>',
+             "<h2>Summary</h2>"]
+    for heading, table in report.tables.items():
+        parts += [f"<h3>{esc(heading)}</h3>", frame(table)]
+    parts.append(f'<p class="note">{esc(CI_NOTE)}</p>')
+    beside = published.display_tables(report.published)
+    if beside:
+        parts.append("<h2>Published results beside ours</h2>")
+        for heading, table in beside.items():
+            parts += [f"<h3>{esc(heading)}</h3>", frame(table)]
+            parts += ["<ul>" + "".join(f"<li>{esc(n)}</li>" for n in published.notes(report.published, heading))
+                      + "</ul>"]
+        parts.append(f'<p class="note">{esc(published.NOTE)}</p>')
+    parts.append("<h2>Which variant is better</h2>")
+    for dataset, g in report.comparison.groupby("dataset", sort=False) if len(report.comparison) else ():
+        parts += [f"<h3>{esc(dataset)}</h3>", f"<p>{esc(comparison_intro(g))}</p>", "<ul>"]
+        parts += [f'<li{" class=significant" if sig else ""}>{esc(v)}</li>'
+                  for v, sig in zip(g["verdict"], g["significant"])] + ["</ul>"]
+    if not len(report.comparison):  # an empty table has no columns to group by
+        parts.append(f"<p>{esc(NO_COMPARISONS)}</p>")
+    parts.append("<h2>Figures</h2>")
+    for path in report.figures:
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{esc(Path(path).name)}">'
+                     f"<figcaption>{esc(Path(path).name)}</figcaption></figure>")
+    parts += ["<h2>Runs: what produced each</h2>", frame(environment_table(report))]
+    page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>bench report: {esc(str(out))}</title>\n<style>{HTML_STYLE}</style>\n</head>\n<body>\n"
+            + "\n".join(parts) + "\n</body>\n</html>\n")
+    path = Path(out) / "report.html"
+    store.atomic_write(path, lambda f: f.write(page.encode()))
+    return path

@@ -32,6 +32,14 @@ def mean_ci(values, level: float = LEVEL) -> tuple[float, float, float]:
     return mean, float(lo), float(hi)
 
 
+def mean_se(values) -> tuple[float, float, int]:
+    """Mean, standard error (sample std ÷ √n; nan for fewer than 2 values) and n of the finite values."""
+    x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan, 0
+    return float(x.mean()), float(stats.sem(x)) if len(x) > 1 else math.nan, len(x)
+
+
 @dataclass
 class Comparison:
     test: str            # "Wilcoxon signed-rank (paired by seed)" or "Mann-Whitney U"

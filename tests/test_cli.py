@@ -29,8 +29,9 @@ def test_run_writes_records_tables_and_plots_and_report_rebuilds_them(tmp_path, 
         assert (out / "plots" / plot).stat().st_size > 10_000
 
     (out / "summary.csv").unlink()
-    assert main(["report", "--out", str(out)]) == 0
+    assert main(["report", "--out", str(out), "--html"]) == 0
     assert pd.read_csv(out / "summary.csv").equals(summary)
+    assert (out / "report.html").read_text().count('<img src="data:image/png;base64,') == 5
     comparison = pd.read_csv(out / "comparison.csv")
     mmd = comparison[comparison["metric"] == "mmd2"]
     assert len(mmd) == 2 * 3 and set(zip(mmd["a"], mmd["b"])) == {("gan", "gmn"), ("gan", "nsgan"), ("gmn", "nsgan")}
