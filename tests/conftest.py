@@ -68,8 +68,8 @@ class Exploding:
 def write_record(out, method, dataset, seed, final, *, profile="quick", method_options=None, status="ok",
                  label=None, steps=3000, revision="0123456789abcdef0123456789abcdef01234567"):
     """A run record as the harness writes it, with the given final metrics and no samples, stored
-    under ``out`` without training (its spec resolved as for a real run, then ``profile`` set; a
-    ``reference`` record keeps ``method`` as its name, which no registry checks)."""
+    under ``out`` without training (its spec resolved as for a real run; a ``reference`` record
+    keeps ``method`` as its name, which no registry checks)."""
     from bench import spec as specs
     from bench import store
     if status == "reference":
@@ -79,9 +79,8 @@ def write_record(out, method, dataset, seed, final, *, profile="quick", method_o
                "variant": method}
         folder = out / "runs" / dataset / "reference" / ids["run_id"]
     else:
-        resolved = specs.resolve(method, dataset, seed, method_options=method_options, label=label, steps=steps)
-        spec = {**resolved.to_dict(), "profile": profile}
-        run_id = resolved.run_id + ("" if profile == "quick" else f"-{profile}")  # the profile is identity
+        resolved = specs.resolve(method, dataset, seed, profile, method_options=method_options, label=label, steps=steps)
+        spec, run_id = resolved.to_dict(), resolved.run_id
         ids = {"run_id": run_id, "variant_id": resolved.variant_id, "variant": resolved.variant}
         folder = out / "runs" / dataset / method / f"seed{seed}-{run_id}"
     record = {"schema": store.SCHEMA, **ids, "status": status, "diverged_at_step": None, "steps_done": steps,

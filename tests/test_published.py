@@ -1,34 +1,15 @@
 """Published results beside ours: the shipped data file, its loader's checks, matching a paper's
 method to a bench variant, the verdicts, and the comparison in `bench report` (with a stand-in
-for bench.presets, whose comparability() says whether a run followed its preset's protocol)."""
+the real presets: bench.presets.comparability says whether a run followed its preset's protocol)."""
 import math
-import sys
-import types
-
 import pytest
 
-import bench
 from bench import published, report
 from bench.cli import main
 from bench.registry import BenchError
 from conftest import write_record
 
-FULL = 400_000  # the stand-in preset's budget: runs with fewer steps are not comparable
-
-
-@pytest.fixture
-def presets(monkeypatch):
-    """bench.presets as its contract says: comparability(spec) -> (bool, reason)."""
-    fake = types.ModuleType("bench.presets")
-
-    def comparability(spec):
-        if spec["steps"] < FULL:
-            return False, f"steps {spec['steps']:,} < the paper's {FULL:,} (reduced budget)"
-        return True, "follows the paper's protocol"
-    fake.comparability = comparability
-    monkeypatch.setitem(sys.modules, "bench.presets", fake)
-    monkeypatch.setattr(bench, "presets", fake, raising=False)
-    return fake
+FULL = 400_000  # pacgan-toy's budget: runs with fewer steps are not comparable
 
 
 def write_rows(tmp_path, text):
@@ -168,7 +149,7 @@ def write_study(out):
         write_record(out, "gan", "ring8", seed, final)
 
 
-def test_report_sets_published_rows_beside_the_runs_of_their_preset(tmp_path, presets, capsys):
+def test_report_sets_published_rows_beside_the_runs_of_their_preset(tmp_path, capsys):
     out = tmp_path / "res"
     write_study(out)
     assert main(["report", "--out", str(out)]) == 0

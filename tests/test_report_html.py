@@ -4,12 +4,12 @@ import re
 from bench import report
 from bench.cli import main
 from conftest import write_record
-from test_published import presets, write_study  # noqa: F401 (a fixture)
+from test_published import write_study
 
 EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
 
 
-def test_the_html_report_holds_tables_verdicts_figures_published_rows_and_revisions(tmp_path, presets, capsys):
+def test_the_html_report_holds_tables_verdicts_figures_published_rows_and_revisions(tmp_path, capsys):
     out = tmp_path / "res"
     write_study(out)
     write_record(out, "gan", "ring8", 9, {"modes_covered": 7.0, "mmd2": 0.02},
