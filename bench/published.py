@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from pathlib import Path
 
+from bench import store
 from bench.registry import BenchError
 
 PATH = Path(__file__).with_name("published.toml")  # package data (pyproject.toml ships it)
@@ -74,12 +74,7 @@ class Published:
 def load(path: Path = PATH) -> list[Published]:
     """Every row of a published-results file, checked; BenchError naming the file and row otherwise."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as err:
-        raise BenchError(f"published results {path} cannot be read: {err.strerror or err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise BenchError(f"published results {path} is not valid TOML: {err}") from None
+    data = store.read_toml(path, "published results")
     if set(data) - {"result"} or not isinstance(data.get("result", []), list):
         raise BenchError(f"published results {path}: the file holds [[result]] rows only; "
                          f"found {', '.join(sorted(set(data) - {'result'})) or 'result as a non-list'}")

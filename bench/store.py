@@ -18,6 +18,7 @@ import json
 import math
 import os
 import tempfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -63,6 +64,16 @@ def _jsonable(obj):
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     return obj
+
+
+def read_toml(path: Path, what: str) -> dict:
+    """A TOML file the user gives (a study, the published results); BenchError saying why it cannot be read."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except OSError as err:
+        raise BenchError(f"{what} {path} cannot be read: {err.strerror or err}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise BenchError(f"{what} {path} is not valid TOML: {err}") from None
 
 
 def write_json(path: Path, data: dict) -> None:

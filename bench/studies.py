@@ -15,7 +15,6 @@ import re
 import resource
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 from bench import presets, store
@@ -223,12 +222,7 @@ STUDY_KEYS = {"methods", "datasets", "seeds", "profile", "preset", "out", "jobs"
 def read_study(path: Path) -> dict:
     """A TOML study file -> keyword arguments of :func:`plan`; every key and type checked."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as err:
-        raise BenchError(f"study file {path} cannot be read: {err.strerror or err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise BenchError(f"study file {path} is not valid TOML: {err}") from None
+    data = store.read_toml(path, "study file")
     unknown = sorted(set(data) - STUDY_KEYS)
     if unknown:
         raise BenchError(f"study file {path}: unknown key {', '.join(unknown)}; allowed: {', '.join(sorted(STUDY_KEYS))}")
