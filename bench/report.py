@@ -296,7 +296,7 @@ def plot_metric_vs_time(hist: pd.DataFrame, path: Path, metric: str = "mmd2") ->
     """A metric against training wall-clock: mean over seeds at each evaluation, with a 95 % band
     (symlog: unbiased MMD² can be < 0)."""
     if hist.empty or metric not in hist or hist[metric].isna().all():
-        return
+        return path.unlink(missing_ok=True)  # nothing to draw: no stale figure from an earlier report
     tables = list(dict.fromkeys(hist["dataset"]))
     fig, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 3.6), squeeze=False)
     for ax, table in zip(axes[0], tables):
@@ -343,10 +343,10 @@ def plot_sweeps(records: list[dict], path: Path) -> None:
                              "value": float(x), **{k: r["final"].get(k) for k in METRICS if METRICS[k][2]}})
     df = pd.DataFrame(rows)
     if df.empty:
-        return
+        return path.unlink(missing_ok=True)  # nothing to draw: no stale figure from an earlier report
     df = df.groupby(["dataset", "key", "line"]).filter(lambda g: g["value"].nunique() > 1)
     if df.empty:
-        return
+        return path.unlink(missing_ok=True)  # nothing to draw: no stale figure from an earlier report
     metrics = [k for k in METRICS if METRICS[k][2] and k in df and df[k].notna().any()]
     panels = list(dict.fromkeys(zip(df["dataset"], df["key"])))
     fig, axes = plt.subplots(len(panels), len(metrics), figsize=(3 * len(metrics), 2.8 * len(panels)), squeeze=False)
