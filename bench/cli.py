@@ -109,7 +109,7 @@ def cmd_list(args) -> int:
         print(f"{title}:")
         sources = {name: registry.source(name) for name in registry.names()}
         width = max(map(len, sources.values()), default=7)
-        names = max(8, *map(len, sources))
+        names = max([8, *map(len, sources)])
         for name, text in registry.describe().items():
             if registry is PRESETS:  # what a preset covers decides where it can be used
                 text = f"[{', '.join(registry.get(name).settings)}] {text}"

@@ -371,12 +371,14 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
     optimizers = apply_optimizer_keys(method, baseline, user_keys)
     keys_changed = {k: v for k, v in user_keys.items() if k != "batch_size" and any(
         optimizers[n] != baseline[n] for n in ([_family(k)[1]] if _family(k)[1] else networks))}
+    inputs = getattr(built, "discriminator_inputs", 1) if built.uses_discriminator else 1
+    if preset and preset.packed_batch:  # the preset's batch counts D's inputs; the user's counts samples
+        defaults["batch_size"] *= inputs
+        if "batch_size" not in given:
+            run["batch_size"] = defaults["batch_size"]
     run_overrides = {k: v for k, v in run.items() if v != defaults.get(k)}
     if user_keys.get("batch_size", run["batch_size"]) != run["batch_size"]:
         keys_changed["batch_size"] = run["batch_size"] = user_keys["batch_size"]
-    inputs = getattr(built, "discriminator_inputs", 1) if built.uses_discriminator else 1
-    if preset and preset.packed_batch and "batch_size" not in given and "batch_size" not in user_keys:
-        defaults["batch_size"] = run["batch_size"] = run["batch_size"] * inputs  # the batch counts D's inputs
     if run["batch_size"] % inputs:
         raise BenchError(f"{method} feeds its discriminator {inputs} samples at once (pack={inputs}): the batch "
                          f"size must be a multiple of {inputs}; it is {run['batch_size']}")

@@ -129,7 +129,8 @@ def pacgan_dcgan(dataset, noise_dim: int, inputs: int, outputs: int):
     model.py, carpedm20's TensorFlow DCGAN, gf = df = 64): G z → 2×2×512 → 5×5 stride-2 deconvolutions to
     4×4×256, 7×7×128, 14×14×64, 28×28×channels, BatchNorm + ReLU between; D 5×5 stride-2 convolutions
     to 64 (no BatchNorm), 128, 256, 512 (BatchNorm), leaky ReLU 0.2, linear. TensorFlow's 'SAME'
-    padding reproduced by padding 2 and output_padding 1, 0, 1, 1. Output sigmoid ([0, 1], the data's
+    output sizes by padding 2 and output_padding 1, 0, 1, 1 (TensorFlow pads stride-2 layers
+    asymmetrically, so the sizes match, not the pixel alignment). Output sigmoid ([0, 1], the data's
     range; the code's tanh output was fed to the classifier unscaled)."""
     c = getattr(dataset, "channels", 1)
     deconv = lambda a, b, extra: nn.ConvTranspose2d(a, b, 5, 2, 2, output_padding=extra)

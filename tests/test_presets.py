@@ -2,6 +2,7 @@
 record saying whether a run may stand beside the published numbers."""
 import inspect
 import json
+import math
 import re
 import types
 
@@ -26,7 +27,6 @@ def test_every_preset_cites_its_source_and_is_complete(name):
     doc = inspect.getdoc(cls)
     assert re.search(r"\b(19|20)\d\d\b", doc) and "Table" in doc, "cite paper, year and table"
     assert "Where bench differs" in doc or "Where the paper is silent" in doc
-    assert presets.preset_faults(name, cls) == []
     for dataset in cls.settings:
         assert cls.published_steps[dataset] == cls.settings[dataset]["steps"]  # the default is the paper's budget
 
@@ -68,13 +68,17 @@ def test_gmmn_mnist_uses_the_gmmn_generator_and_its_kernels():
     spec = resolve("gmn", "mnist", 0, "gmmn-mnist")
     _, _, method, nets, _ = build(spec)
     assert n_params(nets.generator) == 1_149_904  # 10-64-256-256-1024-784 (yujiali/gmmn)
-    assert method.bandwidths == tuple(s ** 0.5 for s in (2, 5, 10, 20, 40, 80)) and method.root
+    # the code's kernel is exp(-‖x−y‖²/2s) for s in {2, ..., 80}: at ‖x−y‖² = 2 the s = 2 term is e^(-1/2)
+    sigma = method.bandwidths[0]
+    assert len(method.bandwidths) == 6 and math.exp(-2 / (2 * sigma ** 2)) == pytest.approx(math.exp(-0.5))
+    assert method.bandwidths[-1] ** 2 == pytest.approx(80) and method.root and method.estimator == "biased"
     assert isinstance(nets.g_opt, torch.optim.SGD)
     assert nets.g_opt.defaults["lr"] == 2.0 and nets.g_opt.defaults["momentum"] == 0.9
     assert spec.batch_size == 1000 and spec.noise == "uniform" and spec.noise_dim == 10
     code = resolve("gmn", "mnist", 0, "gmmn-mnist", {"code_space": "autoencoder"})
     assert code.options("method")["bandwidths"] == (1.0,)  # GMMN+AE: one kernel, s = 1
-    assert presets.comparability(code.to_dict()) == (True, "follows the paper's protocol")
+    # bench's GMMN+AE is not the paper's (its code generator and autoencoder differ): never comparable
+    assert presets.comparability(code.to_dict()) == (False, "method options changed: code_space")
 
 
 def test_pacgan_toy_resolves_to_the_papers_protocol_and_packs_its_batch():
@@ -87,6 +91,32 @@ def test_pacgan_toy_resolves_to_the_papers_protocol_and_packs_its_batch():
     assert plain.run_overrides == () and packed.run_overrides == ()
     assert presets.comparability(packed.to_dict()) == (True, "follows the paper's protocol")
     assert plain.run_id != resolve("nsgan", "ring8", 0, "quick").run_id
+
+
+def test_an_explicit_batch_under_a_packed_preset_counts_samples():
+    """pacgan-toy's batch is 100 packed rows: 200 samples at pack 2. A user's --batch-size counts
+    samples, so 200 is the paper's batch (the same run) and 100 is not."""
+    default = resolve("nsgan", "ring8", 0, "pacgan-toy", {"pack": 2})
+    same = resolve("nsgan", "ring8", 0, "pacgan-toy", {"pack": 2}, batch_size=200)
+    assert same.run_id == default.run_id and presets.comparability(same.to_dict())[0]
+    half = resolve("nsgan", "ring8", 0, "pacgan-toy", {"pack": 2}, batch_size=100)
+    assert half.batch_size == 100 and presets.comparability(half.to_dict()) == (
+        False, "settings changed: batch_size=100")
+    keyed = resolve("nsgan", "ring8", 0, "pacgan-toy", {"pack": 2, "batch_size": 100})
+    assert keyed.batch_size == 100 and not presets.comparability(keyed.to_dict())[0]
+
+
+def test_a_preset_that_breaks_the_contract_is_refused_when_it_registers():
+    from bench.registry import BenchError
+
+    class Incomplete(presets.Preset):
+        """Half a protocol (a test)."""
+        settings = {"ring8": {"steps": 10}}
+    with pytest.raises(BenchError, match="missing .*batch_size.*published_steps has no budget for 'ring8'"):
+        presets.PRESETS.add("incomplete", Incomplete)
+    with pytest.raises(BenchError, match="'quick' is the name of the datasets' own profile"):
+        presets.PRESETS.add("quick", presets.get("veegan-toy"))
+    assert "incomplete" not in presets.PRESETS.names()
 
 
 def test_what_the_user_changes_is_recorded_and_makes_the_run_not_comparable():

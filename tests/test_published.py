@@ -1,7 +1,8 @@
 """Published results beside ours: the shipped data file, its loader's checks, matching a paper's
-method to a bench variant, the verdicts, and the comparison in `bench report` (with a stand-in
-the real presets: bench.presets.comparability says whether a run followed its preset's protocol)."""
+method to a bench variant, the verdicts, and the comparison in `bench report` (bench.presets.comparability
+says whether a run followed its preset's protocol)."""
 import math
+
 import pytest
 
 from bench import published, report
