@@ -232,8 +232,9 @@ def beside_ours(runs, specs: dict, rows: list[Published] | None = None):
                     finished = g[(g["variant_id"] == vid) & (g["status"] == "ok")]
                     mean, se, n = stats.mean_se(finished[metric].tolist())
                     comparable, why = protocol[vid]
-                    if not comparable:
-                        text = f"not comparable: {why}"
+                    if not comparable:  # the numbers still say how far a departure from the protocol lands
+                        text = f"not comparable: {why}" + (
+                            f"; as measured, {verdict(value, row.se(metric), mean, se)}" if n else "")
                     elif n == 0:
                         text = (f"no finished run of this variant with {metric} defined "
                                 f"(of {int((g['variant_id'] == vid).sum())} runs)")
