@@ -25,6 +25,7 @@ class Dataset:
     constraints: dict = {}
     dim: int
     kind = "points"  # "points" (plotted as a scatter, or a histogram in 1-D) or "images"
+    channels = 1  # of an image (kind "images"): the shared networks take and make this many
     eval_size = 2500
     # Evaluation MMD: Gaussian kernels with σ = these × median distance of the held-out set.
     eval_bandwidth_factors: tuple[float, ...] = (1 / 16, 1 / 4, 1.0)
