@@ -105,12 +105,19 @@ def _read_exists(folder: Path, name: str) -> bool:
 
 
 def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (n, 28, 28) -> float (n, 1, 28, 28) in [0, 1], the pixel range every generator uses."""
-    return torch.from_numpy(np.array(images)).to(torch.float32).div_(255).unsqueeze(1)  # np.array: a writable copy
+    """uint8 (n, 28, 28) -> float (n, 1, 28, 28) in [0, 1], the pixel range every generator uses;
+    uint8 (n, c, 28, 28) keeps its c channels."""
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))  # np.array: writable
+    x = x.to(torch.float32, copy=True).div_(255)
+    return x.unsqueeze(1) if x.ndim == 3 else x
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    return images.detach().cpu().clamp(0, 1).mul(255).round().to(torch.uint8).reshape(-1, 28, 28).numpy()
+    """Images in [0, 1] -> uint8 (n, 28, 28) with one channel (the layout MNIST samples are stored
+    in), (n, c, 28, 28) with c > 1."""
+    out = images.detach().cpu().clamp(0, 1).mul_(255).round_().to(torch.uint8)  # one float copy, not three
+    out = out.reshape(len(out), -1, 28, 28)
+    return (out[:, 0] if out.shape[1] == 1 else out).numpy()
 
 
 # ------------------------------------------------------------------------------ classifier
