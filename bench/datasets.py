@@ -136,6 +136,7 @@ class MNIST(Dataset):
     """The real MNIST (60k train, 10k test), quality measured in an MNIST classifier's features."""
     kind = "images"
     dim = 784
+    source = "mnist"  # the files, their checksums and the cached classifier: a key of mnist.SOURCES
     constraints = {"data_dir": Optional(Text()), "digits_min_share": Real(min=0, max=1)}
     eval_size = 10_000  # generated samples per evaluation, against the 10,000 test images
     pixel_mmd_size = 2_500  # pixel-space MMD²/energy on the first 2,500 of each (784-D, float64)
@@ -159,12 +160,17 @@ class MNIST(Dataset):
             return dict(estimator="biased", root=True)
         return dict(bandwidths=tuple(math.sqrt(s) for s in (2, 5, 10, 20, 40, 80)), estimator="biased", root=True)
 
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The name of each label: the digits, or Fashion-MNIST's T-shirt/top, Trouser, ..."""
+        return mnist.SOURCES[self.source].classes
+
     def autoencoder(self):
-        return mnist.autoencoder(self.data_dir)[0]
+        return mnist.autoencoder(self.data_dir, source=self.source)[0]
 
     def __init__(self, data_dir: str | None = None, digits_min_share: float = 0.01):
         self.data_dir = None if data_dir is None else str(data_dir)
-        self.data = mnist.load(self.data_dir)
+        self.data = mnist.load(self.data_dir, source=self.source)
         self.train = torch.from_numpy(np.array(self.data["train_images"]))
         self.digits_min_share = float(digits_min_share)
 
@@ -175,7 +181,7 @@ class MNIST(Dataset):
         return mnist.to_float(self.data["test_images"]).to(device)
 
     def reference(self, device="cpu"):
-        model, meta = mnist.classifier(self.data_dir)
+        model, meta = mnist.classifier(self.data_dir, source=self.source)
         test = self.held_out()
         features = mnist.features_and_probs(model, test)[0].float()  # k-NN and KID in float32, sums in float64
         pixels = test[:self.pixel_mmd_size].flatten(1)
@@ -195,7 +201,7 @@ class MNIST(Dataset):
         out = {"fid": metrics.frechet_distance(real, features), "kid": kid_mean, "kid_std": kid_std,
                "precision": precision, "recall": recall, "density": density, "coverage": coverage,
                "classifier_score": metrics.classifier_score(probs),
-               **metrics.class_histogram(probs, min_share=self.digits_min_share)}
+               **metrics.class_histogram(probs, len(self.classes), min_share=self.digits_min_share)}
         pixels = samples[:self.pixel_mmd_size].flatten(1)
         out.update(metrics.distance_metrics(pixels, reference["pixels"], reference["bandwidths"]))
         return out
@@ -208,6 +214,12 @@ class MNIST(Dataset):
         gen = torch.Generator().manual_seed(EVAL_SEED)
         train = self.train[torch.randperm(len(self.train), generator=gen)[:self.eval_size]]
         return {"train set": mnist.to_float(train), "uniform noise": torch.rand(self.eval_size, 1, 28, 28, generator=gen)}
+
+
+@DATASETS.register("fashion-mnist")
+class FashionMNIST(MNIST):
+    """Fashion-MNIST (Xiao et al. 2017), not shipped: --data-dir or $BENCH_FASHION_MNIST_DIR; measured as MNIST is."""
+    source = "fashion-mnist"  # its classes (T-shirt/top, Trouser, ...) are what the "digits" columns count
 
 
 DATASETS.base = Dataset
