@@ -88,9 +88,11 @@ def test_files_found_in_data_dir_environment_and_torchvision_layout(tmp_path, us
 
 
 def test_data_dir_goes_to_every_chosen_dataset_that_reads_files(tmp_path):
-    args = build_parser().parse_args(["run", "--datasets", "mnist,fashion-mnist,ring8", "--data-dir", str(tmp_path)])
+    args = build_parser().parse_args(["run", "--datasets", "mnist,fashion-mnist,stacked-mnist,ring8",
+                                      "--data-dir", str(tmp_path)])
     options = study_arguments(args)["options"]
-    assert {name: o["data_dir"] for name, o in options.items()} == {"mnist": str(tmp_path), "fashion-mnist": str(tmp_path)}
+    assert {name: o["data_dir"] for name, o in options.items()} == {
+        "mnist": str(tmp_path), "fashion-mnist": str(tmp_path), "stacked-mnist": str(tmp_path)}
     with pytest.raises(BenchError, match=r"--data-dir is for datasets read from files \(mnist, fashion-mnist"):
         study_arguments(build_parser().parse_args(["run", "--datasets", "ring8", "--data-dir", str(tmp_path)]))
 
