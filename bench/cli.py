@@ -53,7 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--train-size", default=None,
                      help="a fixed training set of this many samples, drawn once per run (default: fresh samples)")
     run.add_argument("--data-dir", default=None,
-                     help="folder with the four MNIST files (default: $BENCH_MNIST_DIR, ../shared/data/mnist, ...)")
+                     help="folder with the four IDX files of the chosen datasets that read files (mnist, "
+                          "fashion-mnist, stacked-mnist), or a torchvision root holding MNIST/raw, FashionMNIST/raw "
+                          "(default: $BENCH_MNIST_DIR, $BENCH_FASHION_MNIST_DIR, ../shared/data/mnist, ...)")
     run.add_argument("--device", default=None, help="auto (default), cpu or cuda")
     run.add_argument("--out", type=Path, default=None, help="output folder (default: results/)")
     run.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME.OPTION=VALUE",
@@ -154,11 +156,18 @@ def study_arguments(args) -> dict:
         if not (dot and target and option):
             raise BenchError(f"--set takes NAME.OPTION=VALUE (NAME a chosen method or dataset); got {item!r}")
         options.setdefault(target, {})[option] = study.parse_option(value)
-    if args.data_dir is not None:
+    if args.data_dir is not None:  # to every chosen dataset with a data_dir option
+        from bench.datasets import DATASETS
+        from bench.spec import signature_defaults
         datasets = kwargs["datasets"].split(",") if isinstance(kwargs["datasets"], str) else kwargs["datasets"]
-        for d in datasets:
-            if d.strip() == "mnist":
-                options.setdefault("mnist", {})["data_dir"] = args.data_dir
+        datasets = [d.strip() for d in datasets if isinstance(d, str) and d.strip()]  # plan() judges the rest
+        readers = [d for d in datasets if "data_dir" in signature_defaults(DATASETS.get(d))]
+        if datasets and not readers:
+            takers = [n for n in DATASETS.names() if "data_dir" in signature_defaults(DATASETS.get(n))]
+            raise BenchError(f"--data-dir is for datasets read from files ({', '.join(takers)}); none of the "
+                             f"chosen datasets ({', '.join(datasets)}) reads any")
+        for d in readers:
+            options.setdefault(d, {})["data_dir"] = args.data_dir
     sweep = kwargs.setdefault("sweep", {})
     for item in args.sweep:
         key, value = study.parse_assignment(item, "--sweep")

@@ -26,19 +26,30 @@ def mode_metrics(samples: torch.Tensor, means: torch.Tensor, std: float, n_std: 
     finite = torch.isfinite(samples).all(dim=1)
     idx, dist = nearest_modes(samples[finite], means)
     good = dist <= n_std * std
-    counts = torch.bincount(idx[good], minlength=len(means)).to(torch.float64)
-    n_good = int(good.sum())
-    if n_good:
-        p = counts / n_good
+    histogram = mode_histogram(idx[good], len(means))
+    return {"modes_covered": histogram["modes_covered"], "high_quality_pct": 100.0 * int(good.sum()) / len(samples),
+            "kl_modes": histogram["kl_modes"]}
+
+
+def mode_histogram(modes: torch.Tensor, n_modes: int) -> dict:
+    """Modes covered (hit by at least one sample) and the KL divergence of the histogram of
+    ``modes`` (one index in [0, n_modes) per sample) from the uniform distribution over the
+    ``n_modes`` modes, natural log, empty bins contributing 0; NaN when there are no samples."""
+    counts = torch.bincount(modes, minlength=n_modes).to(torch.float64)
+    kl = math.nan
+    if len(modes):
+        p = counts / len(modes)
         nz = p > 0
-        kl = float((p[nz] * torch.log(p[nz] * len(means))).sum())
-    else:
-        kl = math.nan
-    return {
-        "modes_covered": int((counts > 0).sum()),
-        "high_quality_pct": 100.0 * n_good / len(samples),
-        "kl_modes": kl,
-    }
+        kl = float((p[nz] * torch.log(p[nz] * n_modes)).sum())
+    return {"modes_covered": int((counts > 0).sum()), "kl_modes": kl}
+
+
+def stacked_mode_metrics(digits: torch.Tensor, classes: int = 10) -> dict:
+    """Stacked-MNIST's modes (Metz et al. 2017): the digits of a sample's channels, (n, channels),
+    read as one number in base ``classes`` (digits 3, 0, 7 are mode 307 of 1,000); then
+    :func:`mode_histogram` over all ``classes ** channels`` modes."""
+    place = classes ** torch.arange(digits.shape[1] - 1, -1, -1, device=digits.device)
+    return mode_histogram((digits.long() * place).sum(1), classes ** digits.shape[1])
 
 
 def distance_metrics(samples: torch.Tensor, reference: torch.Tensor, bandwidths) -> dict:

@@ -1,13 +1,17 @@
-"""The real MNIST, checked against its published checksums, and the MNIST classifier whose
-features measure sample quality (no Inception weights here, and MNIST is not what Inception saw)."""
+"""MNIST-format data sets (MNIST, Fashion-MNIST), checked against their published checksums, and
+the classifier whose features measure sample quality (no Inception weights here, and MNIST is not
+what Inception saw): one loader and one cached classifier per data set."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gzip
 import hashlib
 import json
+import math
 import os
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +22,8 @@ from bench import store
 from bench.environment import PROJECT_ROOT, cache_dir
 from bench.registry import BenchError
 
-# md5 of the uncompressed files (../shared/data/README.md; the same as torchvision's)
+# MNIST: md5 of the UNCOMPRESSED files (../shared/data/README.md). torchvision's table holds md5 of
+# its .gz files, which a recompressed copy (../shared/data/mnist is one) does not match.
 FILES = {
     "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
     "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
@@ -28,89 +33,161 @@ FILES = {
 ENV_DATA = "BENCH_MNIST_DIR"
 
 
-def candidate_dirs(explicit: str | Path | None = None) -> list[Path]:
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """An MNIST-format data set: its four IDX files (train/t10k images/labels, 28×28 uint8), their
+    published md5 sums, where they are looked for, and its cached networks' file names."""
+    name: str               # in messages
+    files: dict             # file name (without .gz) -> published md5
+    md5_of_gz: bool         # the md5 sums are of the .gz files (then only .gz files are accepted), else uncompressed
+    env: str                # environment variable naming the folder
+    shared: str             # the folder beside the project: ../shared/data/<shared>
+    torchvision: str        # torchvision's class, and its layout <root>/<torchvision>/raw
+    cache_prefix: str       # <prefix>_lenet.pt, <prefix>_autoencoder.pt in the cache
+    classes: tuple          # label i names classes[i]
+    min_accuracy: float     # the LeNet's test accuracy that the tests require
+
+
+SOURCES = {
+    "mnist": Source("MNIST", FILES, False, ENV_DATA, "mnist", "MNIST", "mnist", tuple("0123456789"), 0.99),
+    # Fashion-MNIST: md5 of the .GZ files, the only published ones (torchvision.datasets.FashionMNIST.resources),
+    # so only the original .gz files can be checked: an uncompressed or recompressed copy cannot.
+    "fashion-mnist": Source(
+        "Fashion-MNIST", {"train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                          "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
+                          "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
+                          "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310"},
+        True, "BENCH_FASHION_MNIST_DIR", "fashion-mnist", "FashionMNIST", "fashion",
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        0.88),  # LeNet-style networks reach about 90 % on Fashion-MNIST (Xiao et al. 2017), not 99 %
+}
+
+
+def source_of(name: str) -> Source:
+    if name not in SOURCES:
+        raise BenchError(f"unknown MNIST-format data set {name!r}; choose from: {', '.join(SOURCES)}")
+    return SOURCES[name]
+
+
+def candidate_dirs(explicit: str | Path | None = None, source: str = "mnist") -> list[Path]:
     """Where the four files are looked for, in order. A folder the user names is the only one."""
+    src = source_of(source)
     if explicit:
         dirs = [Path(explicit)]
-    elif os.environ.get(ENV_DATA):
-        dirs = [Path(os.environ[ENV_DATA])]
+    elif os.environ.get(src.env):
+        dirs = [Path(os.environ[src.env])]
     else:  # beside the project: from where it is run (its root), and from the package's checkout
         roots = list(dict.fromkeys([Path.cwd().resolve(), PROJECT_ROOT]))
-        dirs = [r.parent / "shared" / "data" / "mnist" for r in roots] + [r / "data" / "MNIST" / "raw" for r in roots]
-        dirs.append(cache_dir() / "MNIST" / "raw")
-    return [d / "MNIST" / "raw" if (d / "MNIST" / "raw").is_dir() else d for d in dirs]  # torchvision's root
+        dirs = [r.parent / "shared" / "data" / src.shared for r in roots] + [r / "data" / src.torchvision / "raw"
+                                                                              for r in roots]
+        dirs.append(cache_dir() / src.torchvision / "raw")
+    raw = Path(src.torchvision) / "raw"
+    return [d / raw if (d / raw).is_dir() else d for d in dirs]  # torchvision's root
 
 
-def _read(folder: Path, name: str) -> bytes | None:
-    for path in (folder / name, folder / f"{name}.gz"):
-        if path.exists():
-            try:
-                raw = path.read_bytes()
-                return gzip.decompress(raw) if path.suffix == ".gz" else raw
-            except (OSError, EOFError, gzip.BadGzipFile) as err:
-                raise BenchError(f"MNIST file {path} cannot be read ({err}); delete it and fetch it again") from err
-    return None
+def file_paths(folder: Path, name: str, src: Source) -> list[Path]:
+    """The paths that may hold file ``name`` in ``folder``, in order of preference."""
+    return [folder / f"{name}.gz"] if src.md5_of_gz else [folder / name, folder / f"{name}.gz"]
 
 
-def _parse_idx(data: bytes, name: str) -> np.ndarray:
-    """IDX format: magic (0, 0, dtype 0x08 = uint8, ndim), then ndim big-endian int32 sizes."""
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
-def _download(root: Path) -> None:
+def read_checked(folder: Path, name: str, src: Source) -> tuple[Path, bytes]:
+    """File ``name``'s path and uncompressed bytes, its md5 checked against ``src.files`` (the md5
+    of the .gz file or of the uncompressed bytes, whichever ``src`` publishes)."""
+    path = next(p for p in file_paths(folder, name, src) if p.exists())
     try:
-        from torchvision.datasets import MNIST
-        MNIST(str(root), train=True, download=True)
-        MNIST(str(root), train=False, download=True)
+        raw = path.read_bytes()
+        data = gzip.decompress(raw) if path.suffix == ".gz" else raw
+    except (OSError, EOFError, zlib.error) as err:  # zlib.error: a damaged deflate stream (not an OSError)
+        raise BenchError(f"{src.name} file {path} cannot be read ({err}); delete it and fetch it again") from err
+    digest, md5 = hashlib.md5(raw if src.md5_of_gz else data).hexdigest(), src.files[name]
+    if digest != md5:
+        raise BenchError(f"{src.name} file {path} has md5 {digest}{' (of the .gz file)' if src.md5_of_gz else ''}, "
+                         f"expected {md5}: it is corrupt or not {src.name}. Replace it with the original file.")
+    return path, data
+
+
+def parse_idx(data: bytes, path: Path, images: bool) -> np.ndarray:
+    """IDX format: magic (0, 0, dtype 0x08 = uint8, ndim), then ndim big-endian int32 sizes, then
+    the values; images are (n, 28, 28), labels (n,)."""
+    ndim, what = (3, "images (n, 28, 28)") if images else (1, "labels (n,)")
+    if len(data) < 4 + 4 * ndim or data[:3] != b"\0\0\x08" or data[3] != ndim:
+        raise BenchError(f"{path} is not an IDX file of uint8 {what}: its header is {data[:4].hex() or 'empty'}, "
+                         f"expected 000008{ndim:02x}")
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    if images and shape[1:] != (28, 28):
+        raise BenchError(f"{path} holds images of {shape[1]}×{shape[2]} pixels; MNIST-format images are 28×28")
+    offset = 4 + 4 * ndim
+    if len(data) - offset != math.prod(shape):
+        raise BenchError(f"{path}: its header announces {shape} ({math.prod(shape)} bytes) but it holds "
+                         f"{len(data) - offset} bytes of values; replace it with the original file")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
+
+
+def _download(root: Path, src: Source) -> None:
+    try:
+        import torchvision.datasets
+        dataset = getattr(torchvision.datasets, src.torchvision)
+        dataset(str(root), train=True, download=True)
+        dataset(str(root), train=False, download=True)
     except Exception as err:  # offline, blocked, partial: say so, never fall back to other data
-        raise OSError(f"{type(err).__name__}: {err}") from err
+        raise OSError(f"{type(err).__name__}: {' '.join(str(err).split())}") from err  # one line in the message
 
 
 @functools.cache
-def load(data_dir: str | None = None, download: bool = True) -> dict[str, np.ndarray]:
-    """{train,test}_{images,labels} as uint8 arrays, each file's md5 checked."""
-    looked = candidate_dirs(data_dir)
-    folder = next((d for d in looked if all(_read_exists(d, n) for n in FILES)), None)
-    download = download and not data_dir and not os.environ.get(ENV_DATA)  # a named folder is not replaced
+def load(data_dir: str | None = None, download: bool = True, source: str = "mnist") -> dict[str, np.ndarray]:
+    """{train,test}_{images,labels} of ``source`` (a key of SOURCES) as uint8 arrays, each file's md5 checked."""
+    src = source_of(source)
+    looked = candidate_dirs(data_dir, source)
+    found = lambda d: all(any(p.exists() for p in file_paths(d, n, src)) for n in src.files)
+    folder = next((d for d in looked if found(d)), None)
+    download = download and not data_dir and not os.environ.get(src.env)  # a named folder is not replaced
     download_error = ""
     if folder is None and download:
         try:
-            _download(cache_dir())
-            folder = cache_dir() / "MNIST" / "raw"
+            _download(cache_dir(), src)
+            folder = cache_dir() / src.torchvision / "raw"
         except OSError as err:
             download_error = str(err)
     if folder is None:
         where = "\n  ".join(str(d) for d in looked)
+        files = ", ".join(f"{n}.gz" for n in src.files) if src.md5_of_gz else ", ".join(src.files) + ", optionally .gz"
+        gz_note = (f"\n{src.name}'s md5 sums are published for the .gz files, so the .gz files are needed "
+                   "(torchvision's raw folder keeps them)") if src.md5_of_gz else ""
         raise BenchError(
-            "MNIST not found. Looked for the four files (" + ", ".join(FILES) + ", optionally .gz) in:\n  "
-            + where + f"\nPass --data-dir FOLDER or set {ENV_DATA}; or run on a machine with a network, where "
-            "torchvision's downloader fetches them" + (f" (it failed here: {download_error})" if download_error else ""))
+            f"{src.name} not found. Looked for the four files ({files}) in:\n  " + where + gz_note
+            + f"\nPass --data-dir FOLDER (the files, or a torchvision root holding {src.torchvision}/raw) or set "
+            f"{src.env}. bench does not ship {src.name}; on a machine with a network, torchvision's downloader "
+            "fetches it when no folder is named" + (f" (it failed here: {download_error})" if download_error else ""))
     out = {}
-    for name, md5 in FILES.items():
-        data = _read(folder, name)
-        digest = hashlib.md5(data).hexdigest()
-        if digest != md5:
-            raise BenchError(f"MNIST file {folder / name}[.gz] has md5 {digest}, expected {md5}: it is corrupt "
-                             "or not MNIST. Replace it with the original file.")
-        key = ("train_" if name.startswith("train") else "test_") + ("images" if "images" in name else "labels")
-        out[key] = _parse_idx(data, name)
+    for split, prefix in (("train", "train"), ("test", "t10k")):
+        parsed = {}
+        for kind, idx in (("images", "idx3"), ("labels", "idx1")):
+            name = f"{prefix}-{kind}-{idx}-ubyte"
+            path, data = read_checked(folder, name, src)
+            parsed[kind] = parse_idx(data, path, images=kind == "images")
+        if len(parsed["images"]) != len(parsed["labels"]) or parsed["labels"].max(initial=0) >= len(src.classes):
+            raise BenchError(f"{src.name} {split} files in {folder} hold {len(parsed['images'])} images and "
+                             f"{len(parsed['labels'])} labels up to {parsed['labels'].max(initial=0)}: they must "
+                             f"match one to one, labels below {len(src.classes)}; replace them with the original files")
+        out.update({f"{split}_{kind}": values for kind, values in parsed.items()})
     out["folder"] = str(folder)
     return out
 
 
-def _read_exists(folder: Path, name: str) -> bool:
-    return (folder / name).exists() or (folder / f"{name}.gz").exists()
-
-
 def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (n, 28, 28) -> float (n, 1, 28, 28) in [0, 1], the pixel range every generator uses."""
-    return torch.from_numpy(np.array(images)).to(torch.float32).div_(255).unsqueeze(1)  # np.array: a writable copy
+    """uint8 (n, 28, 28) -> float (n, 1, 28, 28) in [0, 1], the pixel range every generator uses;
+    uint8 (n, c, 28, 28) keeps its c channels."""
+    x = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))  # np.array: writable
+    x = x.to(torch.float32, copy=True).div_(255)
+    return x.unsqueeze(1) if x.ndim == 3 else x
 
 
 def to_uint8(images: torch.Tensor) -> np.ndarray:
-    return images.detach().cpu().clamp(0, 1).mul(255).round().to(torch.uint8).reshape(-1, 28, 28).numpy()
+    """Images in [0, 1] -> uint8 (n, 28, 28) with one channel (the layout MNIST samples are stored
+    in), (n, c, 28, 28) with c > 1."""
+    out = images.detach().cpu().clamp(0, 1).mul_(255).round_().to(torch.uint8)  # one float copy, not three
+    out = out.reshape(len(out), -1, 28, 28)
+    return (out[:, 0] if out.shape[1] == 1 else out).numpy()
 
 
 # ------------------------------------------------------------------------------ classifier
@@ -216,12 +293,13 @@ def train_autoencoder(data: dict, epochs: int = 3, seed: int = 0, log=None) -> t
     return model.eval(), mse
 
 
-def load_cached(folder: Path, name: str, model_cls) -> tuple[nn.Module, dict]:
-    """A cached model, if its record matches this data and architecture and the weights match
-    their recorded sha256; raises ValueError (or OSError) saying why not otherwise."""
+def load_cached(folder: Path, name: str, model_cls, data_md5: dict = FILES) -> tuple[nn.Module, dict]:
+    """A cached model, if its record matches this data (``data_md5``, the data set's checksum
+    table) and architecture and the weights match their recorded sha256; raises ValueError (or
+    OSError) saying why not otherwise."""
     weights, meta_path = folder / f"{name}.pt", folder / f"{name}.json"
     meta = json.loads(meta_path.read_text())
-    if meta.get("version") != model_cls.version or meta.get("data_md5") != FILES:
+    if meta.get("version") != model_cls.version or meta.get("data_md5") != data_md5:
         raise ValueError("cached for another architecture version or other data")
     if _sha256(weights) != meta.get("weights_sha256"):
         raise ValueError("weights file does not match its recorded sha256")
@@ -230,16 +308,20 @@ def load_cached(folder: Path, name: str, model_cls) -> tuple[nn.Module, dict]:
     return model.eval(), meta
 
 
-def load_cached_classifier(folder: Path) -> tuple[LeNet, dict]:
-    return load_cached(folder, "mnist_lenet", LeNet)
+def load_cached_classifier(folder: Path, source: str = "mnist") -> tuple[LeNet, dict]:
+    src = source_of(source)
+    return load_cached(folder, f"{src.cache_prefix}_lenet", LeNet, src.files)
 
 
-def _cached_or_trained(name: str, model_cls, train, metric: str, data_dir: str | None):
-    """Load ``name`` from the cache, or train it (once) and cache it; a mismatch is retrained."""
-    data = load(data_dir)
+def _cached_or_trained(network: str, model_cls, train, metric: str, data_dir: str | None, source: str):
+    """Load ``<source's prefix>_<network>`` from the cache, or train it (once) on ``source`` and
+    cache it; a mismatch is retrained."""
+    src = source_of(source)
+    name = f"{src.cache_prefix}_{network}"  # mnist_lenet, fashion_lenet, ...: one cache per data set
+    data = load(data_dir, source=source)
     folder = cache_dir()
     try:
-        return load_cached(folder, name, model_cls)
+        return load_cached(folder, name, model_cls, src.files)
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, RuntimeError, TypeError) as err:
@@ -248,19 +330,19 @@ def _cached_or_trained(name: str, model_cls, train, metric: str, data_dir: str |
     model, score = train(data, log=lambda m: print(m, file=sys.stderr))
     weights = folder / f"{name}.pt"
     store.atomic_write(weights, lambda f: torch.save(model.state_dict(), f))
-    meta = {"version": model_cls.version, "data_md5": FILES, metric: score, "weights_sha256": _sha256(weights)}
+    meta = {"version": model_cls.version, "data_md5": src.files, metric: score, "weights_sha256": _sha256(weights)}
     store.write_json(folder / f"{name}.json", meta)  # written last: a half-written cache is never trusted
     return model.eval(), meta
 
 
 @functools.cache
-def classifier(data_dir: str | None = None) -> tuple[LeNet, dict]:
-    """The cached classifier, trained on first use. The cache records the weights' sha256, the
-    data's checksums and the architecture version; anything that does not match is retrained."""
-    return _cached_or_trained("mnist_lenet", LeNet, train_classifier, "test_accuracy", data_dir)
+def classifier(data_dir: str | None = None, source: str = "mnist") -> tuple[LeNet, dict]:
+    """The cached classifier of ``source``, trained on first use. The cache records the weights'
+    sha256, the data's checksums and the architecture version; anything that does not match is retrained."""
+    return _cached_or_trained("lenet", LeNet, train_classifier, "test_accuracy", data_dir, source)
 
 
 @functools.cache
-def autoencoder(data_dir: str | None = None) -> tuple[AutoEncoder, dict]:
-    """The cached GMMN+AE autoencoder, trained on first use, verified like the classifier."""
-    return _cached_or_trained("mnist_autoencoder", AutoEncoder, train_autoencoder, "test_mse", data_dir)
+def autoencoder(data_dir: str | None = None, source: str = "mnist") -> tuple[AutoEncoder, dict]:
+    """The cached GMMN+AE autoencoder of ``source``, trained on first use, verified like the classifier."""
+    return _cached_or_trained("autoencoder", AutoEncoder, train_autoencoder, "test_mse", data_dir, source)

@@ -255,16 +255,17 @@ def plot_image_grids(records: list[dict], names: dict, folder: Path, stem: str) 
     fig, axes = plt.subplots(1, len(first), figsize=(3.3 * len(first), 3.6), squeeze=False)
     for ax, (v, r) in zip(axes[0], first.items()):
         stored = store.load_samples(r)
-        if stored.ndim != 3 or stored.shape[1:] != (28, 28):
-            raise BenchError(f"samples file of {r['path']} holds shape {stored.shape}, not (n, 28, 28) images; "
-                             f"run that configuration again")
-        images = torch.from_numpy(stored[:100]).float().div(255).unsqueeze(1)
-        grid = make_grid(images, nrow=10, padding=1, pad_value=0.5)
+        if stored.shape[1:] not in ((28, 28), (3, 28, 28)):
+            raise BenchError(f"samples file of {r['path']} holds shape {stored.shape}, not (n, 28, 28) or "
+                             f"(n, 3, 28, 28) images; run that configuration again")
+        images = torch.from_numpy(stored[:100]).float().div(255)
+        grid = make_grid(images.unsqueeze(1) if images.ndim == 3 else images, nrow=10, padding=1, pad_value=0.5)
         safe = "".join(c if c.isalnum() or c in "-_=." else "-" for c in v)
         store.atomic_write(folder / f"{stem}_{safe}.png", lambda f: save_image(grid, f, format="png"))
         ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
         fd = r["final"].get("fid")
-        ax.set_title(f"{v}\nFD {fd:.1f}, digits {r['final'].get('digits_covered')}" if fd is not None else v,
+        count = "digits" if "digits_covered" in r["final"] else "modes"  # 3 channels: Stacked-MNIST's modes
+        ax.set_title(f"{v}\nFD {fd:.1f}, {count} {r['final'].get(count + '_covered')}" if fd is not None else v,
                      fontsize=9)
         ax.axis("off")
     fig.tight_layout()

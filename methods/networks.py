@@ -39,27 +39,28 @@ def noise_sampler(kind: str, dim: int, generator: torch.Generator, device) -> ca
     return sample
 
 
-def gmmn_generator(noise_dim: int) -> nn.Module:
-    """The GMMN paper's MNIST generator: 64-256-256-1024-784, sigmoid output (pixels in [0, 1])."""
-    return nn.Sequential(mlp([noise_dim, 64, 256, 256, 1024, 784], nn.ReLU, nn.Sigmoid()), nn.Unflatten(1, (1, 28, 28)))
+def gmmn_generator(noise_dim: int, channels: int = 1) -> nn.Module:
+    """The GMMN paper's MNIST generator: 64-256-256-1024-784·channels, sigmoid output (pixels in [0, 1])."""
+    return nn.Sequential(mlp([noise_dim, 64, 256, 256, 1024, 784 * channels], nn.ReLU, nn.Sigmoid()),
+                         nn.Unflatten(1, (channels, 28, 28)))
 
 
-def image_mlp_discriminator(inputs: int = 1, outputs: int = 1) -> nn.Module:
-    return nn.Sequential(nn.Flatten(), mlp([784 * inputs, 512, 256, outputs], lambda: nn.LeakyReLU(0.2)))
+def image_mlp_discriminator(inputs: int = 1, outputs: int = 1, channels: int = 1) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), mlp([784 * channels * inputs, 512, 256, outputs], lambda: nn.LeakyReLU(0.2)))
 
 
-def dcgan_generator(noise_dim: int) -> nn.Module:
-    """DCGAN-style generator for 28×28: 7×7×128 -> 14×14×64 -> 28×28×1, sigmoid output."""
+def dcgan_generator(noise_dim: int, channels: int = 1) -> nn.Module:
+    """DCGAN-style generator for 28×28: 7×7×128 -> 14×14×64 -> 28×28×channels, sigmoid output."""
     return nn.Sequential(
         nn.Linear(noise_dim, 128 * 7 * 7), nn.BatchNorm1d(128 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (128, 7, 7)),
         nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(),
-        nn.ConvTranspose2d(64, 1, 4, 2, 1), nn.Sigmoid())
+        nn.ConvTranspose2d(64, channels, 4, 2, 1), nn.Sigmoid())
 
 
-def dcgan_discriminator(inputs: int = 1, outputs: int = 1) -> nn.Module:
-    """``inputs`` images stacked as channels (PacGAN packing)."""
+def dcgan_discriminator(inputs: int = 1, outputs: int = 1, channels: int = 1) -> nn.Module:
+    """``inputs`` images of ``channels`` channels each, stacked as channels (PacGAN packing)."""
     return nn.Sequential(
-        nn.Conv2d(inputs, 64, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(inputs * channels, 64, 4, 2, 1), nn.LeakyReLU(0.2),
         nn.Conv2d(64, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.LeakyReLU(0.2),
         nn.Flatten(), nn.Linear(128 * 7 * 7, outputs))
 
@@ -161,7 +162,7 @@ def build_networks(dataset, cfg, with_discriminator: bool, inputs: int = 1, outp
     """The generator (and discriminator) for a dataset: identical for every method. D takes
     ``inputs`` samples concatenated (the method's ``discriminator_inputs``, PacGAN's packing) and
     returns ``outputs`` numbers (``discriminator_outputs``: 1, a logit or a critic's score; more
-    for a feature map such as MMD GAN's)."""
+    for a feature map such as MMD GAN's). Image networks take and make ``dataset.channels`` channels."""
     if cfg.arch not in ARCHS[dataset.kind]:
         raise ValueError(f"unknown arch {cfg.arch!r}; choose from {', '.join(ARCHS[dataset.kind])}")
     if cfg.arch in PAPER_ARCHS:
@@ -171,7 +172,9 @@ def build_networks(dataset, cfg, with_discriminator: bool, inputs: int = 1, outp
         g = mlp_generator(cfg.noise_dim, dataset.dim, cfg.width, cfg.depth)
         d = mlp_discriminator(dataset.dim * inputs, cfg.width, cfg.depth, outputs)
     elif cfg.arch == "mlp":
-        g, d = gmmn_generator(cfg.noise_dim), image_mlp_discriminator(inputs, outputs)
+        g = gmmn_generator(cfg.noise_dim, dataset.channels)
+        d = image_mlp_discriminator(inputs, outputs, dataset.channels)
     else:
-        g, d = dcgan_generator(cfg.noise_dim), dcgan_discriminator(inputs, outputs)
+        g = dcgan_generator(cfg.noise_dim, dataset.channels)
+        d = dcgan_discriminator(inputs, outputs, dataset.channels)
     return g, (d if with_discriminator else None)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from bench import environment, mnist
+from bench.registry import BenchError
 
 
 @pytest.fixture(autouse=True)
@@ -21,6 +22,20 @@ def _hermetic_cache(tmp_path_factory):
         yield
         mnist.classifier.cache_clear()
         mnist.autoencoder.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def data():
+    """The local MNIST files ($BENCH_MNIST_DIR, ../shared/data/mnist, ...); the tests skip, saying
+    where they looked, when there are none: they never start the downloader."""
+    try:
+        return mnist.load(download=False)
+    except BenchError as err:
+        if not str(err).startswith("MNIST not found"):
+            raise  # present but corrupt is a failure, not a skip
+        looked = ", ".join(str(d) for d in mnist.candidate_dirs())
+        pytest.skip(f"no local MNIST files (looked in {looked}); set {mnist.ENV_DATA} to a folder holding "
+                    "the four files: the tests never download them")
 
 
 def direct_mmd2(x, y, kernel, bandwidths, estimator, a=None, b=None):
