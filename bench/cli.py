@@ -9,7 +9,6 @@ from pathlib import Path
 
 from bench.registry import BenchError
 
-DEFAULT_DATASETS = "ring8,grid25"
 # import names of the packages pyproject.toml requires (a missing one is an install problem, said plainly)
 DEPENDENCIES = {"torch", "torchvision", "geomloss", "pykeops", "sklearn", "scipy", "statsmodels", "pandas",
                 "seaborn", "matplotlib", "tqdm", "tabulate", "numpy"}
@@ -35,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hparams", default=None,
                      help="shared (default: one optimiser and batch for every method, the budget is equal) or "
                           "recommended (each method's paper's optimiser, learning rates, batch, D steps)")
-    run.add_argument("--datasets", default=None, help=f"comma-separated (default: {DEFAULT_DATASETS})")
+    run.add_argument("--datasets", default=None,
+                     help="comma-separated (default: ring8,grid25, or those the --preset covers)")
     run.add_argument("--seeds", default=None, help="seeds and ranges, e.g. 0-9 or 0,1,2 (default: 0)")
     run.add_argument("--steps", default=None, help="generator updates per run (default: the profile's)")
     run.add_argument("--budget-seconds", default=None,
@@ -148,7 +148,8 @@ def study_arguments(args) -> dict:
         value = getattr(args, key, None)
         if value is not None:
             kwargs[key] = value
-    kwargs.setdefault("datasets", DEFAULT_DATASETS)
+    if "datasets" not in kwargs:  # a preset runs on the datasets it covers
+        kwargs["datasets"] = study.default_datasets(kwargs.get("preset"))
     options = kwargs.setdefault("options", {})
     for item in args.settings:
         key, value = study.parse_assignment(item, "--set")

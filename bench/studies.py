@@ -113,7 +113,14 @@ class Plan:
     plugins: tuple = ()            # --plugin files (absolute) and modules, imported by every worker
 
 
-def plan(methods=None, datasets=("ring8", "grid25"), seeds=(0,), profile=None, options=None, sweep=None,
+def default_datasets(preset=None) -> list[str]:
+    """The datasets a study runs on when it names none: those its preset covers, else the toy mixtures."""
+    if isinstance(preset, str) and presets.is_preset(preset):
+        return list(presets.get(preset).settings)
+    return ["ring8", "grid25"]
+
+
+def plan(methods=None, datasets=None, seeds=(0,), profile=None, options=None, sweep=None,
          labels=None, out="results", jobs=1, threads=None, executor="auto", address=None, device="auto",
          plugins=(), preset=None, **settings) -> Plan:
     """Every run of a study as a validated spec; raises BenchError before anything runs.
@@ -136,6 +143,7 @@ def plan(methods=None, datasets=("ring8", "grid25"), seeds=(0,), profile=None, o
             raise BenchError(f"unknown preset {preset!r}; choose from: {', '.join(presets.PRESETS.names())}")
         profile = preset
     profile = "quick" if profile is None else profile
+    datasets = default_datasets(preset) if datasets is None else datasets
     plugins = tuple(str(Path(p).resolve()) if p.endswith(".py") or "/" in p else p for p in plugins)
     if methods is None and METHODS.problems:
         raise BenchError(f"cannot run every method: {next(iter(METHODS.problems.values()))}; "
@@ -406,7 +414,7 @@ class StudyResult:
                 f"summary {self.summary.shape}, comparison {self.comparison.shape}, {len(self.figures)} figures)")
 
 
-def study(methods=None, datasets=("ring8", "grid25"), seeds=(0,), out="results", *, force=False, progress=False,
+def study(methods=None, datasets=None, seeds=(0,), out="results", *, force=False, progress=False,
           quiet=True, **kwargs) -> StudyResult:
     """Run a study from Python (same validation as the CLI) and return its tables.
 
