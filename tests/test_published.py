@@ -48,11 +48,13 @@ def test_the_shipped_file_parses_and_every_row_has_a_citation_and_a_known_spread
 
 
 def test_the_data_file_is_package_data():
+    """bench as imported here (tox installs it into site-packages) finds the file beside its modules,
+    and the checkout's pyproject.toml ships it."""
     import tomllib
-    from bench.environment import PROJECT_ROOT
-    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    from pathlib import Path
+    assert published.PATH.is_file() and published.PATH.parent == Path(published.__file__).parent
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
     assert published.PATH.name in pyproject["tool"]["setuptools"]["package-data"]["bench"]
-    assert published.PATH.parent == PROJECT_ROOT / "bench"
 
 
 def test_std_becomes_a_standard_error_and_se_and_none_are_kept(tmp_path):
