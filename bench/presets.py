@@ -1,8 +1,9 @@
 """Presets: a paper's whole protocol as one named profile (``--preset pacgan-toy``).
 
-A preset fixes, per dataset it covers, every run setting (networks, noise, budget, batch), the
-optimiser of each network, the dataset's options (training-set size, mixture constants, metric
-thresholds) and, per method, the options the paper used. A run made with a preset stores the
+A preset fixes, per dataset it covers, every run setting (networks, noise, budget, batch,
+training-set size), the optimiser of each network and, per method, the options the paper used; it
+refuses changes to the dataset's options (the mixture constants and metric thresholds its
+published numbers measure). A run made with a preset stores the
 preset's name as its ``profile``; what the user changed on top (``--steps``, ``--set``) is in the
 spec's ``run_overrides`` / ``method_overrides``, and :func:`comparability` says whether the run
 still follows the paper closely enough to be set beside its published numbers.
