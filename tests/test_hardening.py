@@ -132,19 +132,21 @@ def test_a_kill_between_samples_and_record_leaves_the_old_run_whole(finished, tm
 def test_ctrl_c_mid_study_exits_130_keeps_finished_records_and_report_rebuilds(tmp_path):
     out = tmp_path / "res"
     proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "--methods", "gmn,gan", "--datasets", "ring8",
-                             "--seeds", "0-29", "--steps", "400", "--eval-points", "1", "--batch-size", "32",
+                             "--seeds", "0-5", "--steps", "400", "--eval-points", "1", "--batch-size", "32",
                              "--threads", "1", "--no-progress", "--device", "cpu", "--out", str(out)],
-                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C reaches a foreground process; a test run as a background job
+                            # (tox under `cmd &`) would pass SIGINT on ignored, and Python keeps it so
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 240
     while not list(out.glob("runs/*/*/*/record.json")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    # 60 runs: far more than can finish while this (possibly busy) process notices the first record
     assert proc.poll() is None, "the study ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     records = list(out.glob("runs/*/*/*/record.json"))
-    assert 1 <= len(records) < 60
+    assert 1 <= len(records) < 12
     for path in records:
         store.read_record(path)  # every record on disk is whole
     assert main(["report", "--out", str(out)]) == 0
