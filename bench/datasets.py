@@ -131,16 +131,28 @@ class Mix1D(GaussianMixture):
         super().__init__(torch.tensor([[-separation / 2], [separation / 2]]), std, n_std)
 
 
-@DATASETS.register("mnist")
-class MNIST(Dataset):
-    """The real MNIST (60k train, 10k test), quality measured in an MNIST classifier's features."""
+class ImageDataset(Dataset):
+    """Images in [0, 1], stored as uint8; besides their classifier-feature metrics, MMD²/energy in
+    pixel space on the first ``pixel_mmd_size`` samples (float64: costly in 784-D and more)."""
     kind = "images"
+    pixel_mmd_size = 2_500
+    eval_bandwidth_factors = (0.5, 1.0, 2.0)  # × median distance: smaller σ in 784-D sees nothing
+
+    def pixel_metrics(self, samples: torch.Tensor, reference: dict) -> dict:
+        pixels = samples[:self.pixel_mmd_size].flatten(1)
+        return metrics.distance_metrics(pixels, reference["pixels"], reference["bandwidths"])
+
+    def to_storage(self, samples):
+        return mnist.to_uint8(samples)
+
+
+@DATASETS.register("mnist")
+class MNIST(ImageDataset):
+    """The real MNIST (60k train, 10k test), quality measured in an MNIST classifier's features."""
     dim = 784
     source = "mnist"  # the files, their checksums and the cached classifier: a key of mnist.SOURCES
     constraints = {"data_dir": Optional(Text()), "digits_min_share": Real(min=0, max=1)}
     eval_size = 10_000  # generated samples per evaluation, against the 10,000 test images
-    pixel_mmd_size = 2_500  # pixel-space MMD²/energy on the first 2,500 of each (784-D, float64)
-    eval_bandwidth_factors = (0.5, 1.0, 2.0)  # × median distance: smaller σ in 784-D sees nothing
     profiles = {
         # recognisable digits from every method on 2 CPU cores, minutes per method. The GMMN MLP
         # generator (--arch mlp) left both GANs collapsed on one blob at this budget (lr 1e-3 and 2e-4).
@@ -201,13 +213,9 @@ class MNIST(Dataset):
         out = {"fid": metrics.frechet_distance(real, features), "kid": kid_mean, "kid_std": kid_std,
                "precision": precision, "recall": recall, "density": density, "coverage": coverage,
                "classifier_score": metrics.classifier_score(probs),
-               **metrics.class_histogram(probs, len(self.classes), min_share=self.digits_min_share)}
-        pixels = samples[:self.pixel_mmd_size].flatten(1)
-        out.update(metrics.distance_metrics(pixels, reference["pixels"], reference["bandwidths"]))
+               **metrics.class_histogram(probs, len(self.classes), min_share=self.digits_min_share),
+               **self.pixel_metrics(samples, reference)}
         return out
-
-    def to_storage(self, samples):
-        return mnist.to_uint8(samples)
 
     def calibration_samples(self) -> dict[str, torch.Tensor]:
         """Reference rows: the best achievable (training images) and the worst (uniform noise)."""
@@ -223,15 +231,12 @@ class FashionMNIST(MNIST):
 
 
 @DATASETS.register("stacked-mnist")
-class StackedMNIST(Dataset):
+class StackedMNIST(ImageDataset):
     """Three independent MNIST digits as the 3 channels of one image: 1,000 modes (Metz et al. 2017; VEEGAN; PacGAN)."""
-    kind = "images"
     channels = 3
     dim = 3 * 784
     constraints = {"data_dir": Optional(Text())}
     eval_size = 26_000  # generated samples per evaluation: the published protocol (Unrolled GAN, VEEGAN, PacGAN)
-    pixel_mmd_size = MNIST.pixel_mmd_size
-    eval_bandwidth_factors = MNIST.eval_bandwidth_factors
     profiles = {
         "quick": dict(MNIST.profiles["quick"]),  # MNIST's: only the networks' first and last layers see 3 channels
         # larger, for a GPU: the DCGAN settings the Stacked-MNIST papers build on (batch 64, 100-d noise)
@@ -294,12 +299,8 @@ class StackedMNIST(Dataset):
             out[f"kid_c{c}"] = metrics.kernel_inception_distance(real[:, c], features[:, c])[0]
         for key in ("fid", "kid"):
             out[key] = sum(out[f"{key}_c{c}"] for c in range(self.channels)) / self.channels
-        pixels = samples[:self.pixel_mmd_size].flatten(1)
-        out.update(metrics.distance_metrics(pixels, reference["pixels"], reference["bandwidths"]))
+        out.update(self.pixel_metrics(samples, reference))
         return out
-
-    def to_storage(self, samples):
-        return mnist.to_uint8(samples)
 
     def calibration_samples(self) -> dict[str, torch.Tensor]:
         """Reference rows: stacked training images (the best achievable) and uniform noise (the worst)."""
