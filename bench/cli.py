@@ -7,7 +7,7 @@ import time
 import sys
 from pathlib import Path
 
-from bench.registry import BenchError
+from bench.errors import BenchError
 
 # import names of the packages pyproject.toml requires (a missing one is an install problem, said plainly)
 DEPENDENCIES = {"torch", "torchvision", "geomloss", "pykeops", "sklearn", "scipy", "statsmodels", "pandas",
@@ -159,12 +159,11 @@ def study_arguments(args) -> dict:
         options.setdefault(target, {})[option] = study.parse_option(value)
     if args.data_dir is not None:  # to every chosen dataset with a data_dir option
         from bench.datasets import DATASETS
-        from bench.spec import signature_defaults
         datasets = kwargs["datasets"].split(",") if isinstance(kwargs["datasets"], str) else kwargs["datasets"]
         datasets = [d.strip() for d in datasets if isinstance(d, str) and d.strip()]  # plan() judges the rest
-        readers = [d for d in datasets if "data_dir" in signature_defaults(DATASETS.get(d))]
+        readers = [d for d in datasets if "data_dir" in DATASETS.defaults(d)]
         if datasets and not readers:
-            takers = [n for n in DATASETS.names() if "data_dir" in signature_defaults(DATASETS.get(n))]
+            takers = [n for n in DATASETS.names() if "data_dir" in DATASETS.defaults(n)]
             raise BenchError(f"--data-dir is for datasets read from files ({', '.join(takers)}); none of the "
                              f"chosen datasets ({', '.join(datasets)}) reads any")
         for d in readers:
@@ -219,10 +218,9 @@ def cmd_perf(args) -> None:
 
     from bench import environment, perf
     if args.what == "study":
-        from bench import studies
         if args.steps < 1 or args.seeds < 2:
             raise BenchError(f"perf study needs --steps >= 1 and --seeds >= 2; got {args.steps}, {args.seeds}")
-        studies.benchmark(args.steps, args.seeds, args.out)
+        perf.run_study_benchmark(args.steps, args.seeds, args.out)
         return
     if args.calibrate is not None:
         if args.calibrate not in CALIBRATION_DTYPES:

@@ -38,7 +38,8 @@ class Dataset:
     }
     @classmethod
     def method_defaults(cls, method: str, options: dict) -> dict:
-        """Per-method option defaults on this dataset (the user's --set options override them)."""
+        """Per-method option defaults on this dataset (the user's --set options override them); a
+        method's own defaults per kind of data are its ``dataset_defaults``."""
         return {}
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -162,16 +163,6 @@ class MNIST(ImageDataset):
         "paper": dict(steps=30_000, batch_size=256, lr=2e-4, noise="uniform", noise_dim=10, arch="dcgan",
                       width=128, depth=3, eval_points=10),
     }
-    @classmethod
-    def method_defaults(cls, method, options):
-        """gmn follows the GMMN recipe (Li et al. 2015), loss sqrt(MMD²_b): in pixel space the kernels
-        Σ_s exp(−‖x−y‖²/2s), s ∈ {2,5,10,20,40,80}; in code space (+AE) the median-scaled default."""
-        if method != "gmn":
-            return {}
-        if options.get("code_space", "pixels") == "autoencoder":
-            return dict(estimator="biased", root=True)
-        return dict(bandwidths=tuple(math.sqrt(s) for s in (2, 5, 10, 20, 40, 80)), estimator="biased", root=True)
-
     @property
     def classes(self) -> tuple[str, ...]:
         """The name of each label: the digits, or Fashion-MNIST's T-shirt/top, Trouser, ..."""
@@ -198,7 +189,7 @@ class MNIST(ImageDataset):
         features = mnist.features_and_probs(model, test)[0].float()  # k-NN and KID in float32, sums in float64
         pixels = test[:self.pixel_mmd_size].flatten(1)
         return {"model": model, "features": features, "pixels": pixels, "classifier": meta,
-                "radii3": metrics._kth_neighbour_radii(features, 3), "radii5": metrics._kth_neighbour_radii(features, 5),
+                "radii3": metrics.kth_neighbour_radii(features, 3), "radii5": metrics.kth_neighbour_radii(features, 5),
                 "bandwidths": self.eval_bandwidths(pixels)}
 
     def evaluate(self, samples, reference):
@@ -243,15 +234,6 @@ class StackedMNIST(ImageDataset):
         "paper": dict(steps=30_000, batch_size=64, lr=2e-4, noise="uniform", noise_dim=100, arch="dcgan",
                       width=128, depth=3, eval_points=10),
     }
-
-    @classmethod
-    def method_defaults(cls, method, options):
-        """gmn: MNIST's GMMN recipe with each s × 3. A squared distance between stacked images is the
-        sum of three independent MNIST ones, about 3 × theirs, so the kernels keep the range of
-        values (and gradients) they had on MNIST; unscaled, most pairs would sit in the flat tails."""
-        if method != "gmn":
-            return {}
-        return dict(bandwidths=tuple(math.sqrt(3 * s) for s in (2, 5, 10, 20, 40, 80)), estimator="biased", root=True)
 
     def __init__(self, data_dir: str | None = None):
         self.data_dir = None if data_dir is None else str(data_dir)

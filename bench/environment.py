@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from bench.errors import BenchError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ENV_CACHE = "BENCH_CACHE_DIR"
 
@@ -24,7 +26,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
-        from bench.registry import BenchError
         raise BenchError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
     return torch.device(device)
 
@@ -52,9 +53,10 @@ def git_revision() -> str:
     return "unknown"
 
 
-def versions() -> dict:
-    out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("bench", "torch", "torchvision", "numpy", "geomloss", "pykeops", "scikit-learn", "pandas"):
+def package_versions(packages) -> dict:
+    """Installed version of each distribution (None where it is not installed)."""
+    out = {}
+    for pkg in packages:
         try:
             out[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
@@ -62,7 +64,7 @@ def versions() -> dict:
     return out
 
 
-def describe(device: torch.device) -> dict:
-    from bench import mmd
-    return {"versions": versions(), "device": str(device), "device_name": device_name(device),
-            "git_revision": git_revision(), "keops": mmd.keops_status()}
+def versions() -> dict:
+    return {"python": platform.python_version(), "platform": platform.platform(),
+            **package_versions(("bench", "torch", "torchvision", "numpy", "geomloss", "pykeops", "scikit-learn",
+                                "pandas"))}

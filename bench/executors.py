@@ -11,10 +11,15 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import socket
 import traceback
+import warnings
 from typing import Iterable, Iterator
 
-from bench.registry import BenchError
+from bench import records
+from bench.errors import BenchError
+from bench.harness import train_and_evaluate
+from bench.plugins import load_plugins
 from bench.spec import RunSpec, from_dict
 
 EXECUTORS = ("auto", "local", "ray")
@@ -35,7 +40,6 @@ def resolve_executor(executor: str, jobs: int) -> str:
 
 def check_ray_address(address: str | None) -> None:
     """Fail fast (seconds, not Ray's minutes of retries) when the cluster cannot be reached."""
-    import socket
     if address in (None, "local"):
         return
     if address == "auto":
@@ -55,23 +59,17 @@ def check_ray_address(address: str | None) -> None:
 
 
 def error_record(spec: RunSpec, message: str) -> dict:
-    from bench import environment
-    return {"schema": 2, "run_id": spec.run_id, "variant_id": spec.variant_id, "variant": spec.variant,
-            "status": "error", "error": message, "diverged_at_step": None, "steps_done": 0,
-            "spec": spec.to_dict(), "identity": spec.identity(), "method_settings": {}, "timing": {},
-            "final": {}, "history": [], "environment": {"git_revision": environment.git_revision(),
-                                                          "versions": environment.versions()}}
+    return records.run_record(spec, "error", history=[], steps_done=0, error=message)
 
 
-def run_one(spec_data: dict, progress: bool = False, plugins: tuple = ()) -> tuple[dict, object]:
-    """One run from plain data, in whatever process or machine runs it; never raises for a
-    failure of the run itself. ``plugins`` (the command's --plugin files and modules) are imported
-    first: a fresh worker process or a Ray task knows only the built-in and entry-point methods."""
-    from bench import plugins as plugin_lib
-    from bench.harness import train_and_evaluate
+def run_one(spec_data: dict, progress: bool = False) -> tuple[dict, object]:
+    """One run from its spec as plain data, in whatever process or machine runs it; never raises
+    for a failure of the run itself. The spec's plugins (the command's --plugin files and modules)
+    are imported first: a fresh worker process or a Ray task knows only the built-in and
+    entry-point methods."""
     spec = from_dict(spec_data)
     try:
-        plugin_lib.load_plugins(plugins)
+        load_plugins(spec.plugins)
         return train_and_evaluate(spec, progress=progress)
     except Exception as err:  # noqa: BLE001 (any failure of one run is that run's record)
         return error_record(spec, f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"), None
@@ -81,19 +79,18 @@ class Sequential:
     """Runs one after another in this process (step progress shown on a terminal)."""
     name = "sequential"
 
-    def __init__(self, progress: bool = False, plugins: tuple = ()):
-        self.progress, self.plugins = progress, tuple(plugins)
+    def __init__(self, progress: bool = False):
+        self.progress = progress
 
     def map(self, specs: Iterable[RunSpec]) -> Iterator[tuple[RunSpec, dict, object]]:
         for spec in specs:
-            yield (spec, *run_one(spec.to_dict(), self.progress, self.plugins))
+            yield (spec, *run_one(spec.to_dict(), self.progress))
 
     def close(self):
         pass
 
 
 def _quiet_worker():
-    import warnings
     warnings.filterwarnings("ignore")
 
 
@@ -101,8 +98,8 @@ class Processes:
     """N local worker processes (spawned: a fresh interpreter, no forked torch thread pools)."""
     name = "processes"
 
-    def __init__(self, jobs: int, plugins: tuple = ()):
-        self.jobs, self.plugins = jobs, tuple(plugins)
+    def __init__(self, jobs: int):
+        self.jobs = jobs
 
     def _pool(self, workers):
         return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
@@ -112,7 +109,7 @@ class Processes:
         specs = list(specs)
         broken = []
         with self._pool(self.jobs) as pool:
-            futures = {pool.submit(run_one, s.to_dict(), False, self.plugins): s for s in specs}
+            futures = {pool.submit(run_one, s.to_dict()): s for s in specs}
             try:
                 for future in cf.as_completed(futures):
                     try:
@@ -127,7 +124,7 @@ class Processes:
         for spec in broken:
             with self._pool(1) as pool:
                 try:
-                    yield (spec, *pool.submit(run_one, spec.to_dict(), False, self.plugins).result())
+                    yield (spec, *pool.submit(run_one, spec.to_dict()).result())
                 except cf.process.BrokenProcessPool:
                     yield spec, error_record(spec, "its worker process died (killed, or out of memory)"), None
 
@@ -140,12 +137,12 @@ class Ray:
     collected with ray.wait as they finish, records returned through the object store."""
     name = "ray"
 
-    def __init__(self, address: str | None, workers: int, threads: int, plugins: tuple = ()):
+    def __init__(self, address: str | None, workers: int, threads: int):
         try:
             import ray
         except ImportError:
             raise BenchError("--executor ray needs Ray: pip install 'bench[ray]' (or pip install ray)") from None
-        self.ray, self.workers, self.threads, self.plugins = ray, workers, threads, tuple(plugins)
+        self.ray, self.workers, self.threads = ray, workers, threads
         kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         try:
             if address:
@@ -176,7 +173,7 @@ class Ray:
                 if len(pending) >= capacity:
                     ready, pending = ray.wait(pending, num_returns=1)
                     yield from collect(ready)
-                ref = self.task.remote(spec.to_dict(), False, self.plugins)  # a --plugin file must exist on the worker
+                ref = self.task.remote(spec.to_dict())  # a --plugin file must exist on the worker
                 owner[ref] = spec
                 pending.append(ref)
             while pending:
@@ -191,9 +188,9 @@ class Ray:
         self.ray.shutdown()
 
 
-def make_executor(name: str, jobs: int, threads: int, address: str | None, progress: bool, plugins: tuple = ()):
+def make_executor(name: str, jobs: int, threads: int, address: str | None, progress: bool):
     if name == "ray":
-        return Ray(address, jobs, threads, plugins)
+        return Ray(address, jobs, threads)
     if name == "processes":
-        return Processes(jobs, plugins)
-    return Sequential(progress, plugins)
+        return Processes(jobs)
+    return Sequential(progress)

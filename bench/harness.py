@@ -7,9 +7,8 @@ import time
 import torch
 from tqdm import tqdm
 
-from bench import environment, presets, store
+from bench import environment, records
 from bench.datasets import DATASETS
-from bench.registry import BenchError
 from bench.spec import RunSpec
 from methods import METHODS
 from methods.base import Nets
@@ -34,15 +33,15 @@ def eval_times(budget_seconds: float, points: int) -> list[float]:
     return [budget_seconds * i / points for i in range(1, points + 1)]
 
 
-OPTIMIZERS = {"adam": lambda params, s: torch.optim.Adam(params, s["lr"], betas=tuple(s["betas"])),
-              "rmsprop": lambda params, s: torch.optim.RMSprop(params, s["lr"]),
-              "sgd": lambda params, s: torch.optim.SGD(params, s["lr"], momentum=s["momentum"])}
+# How each optimiser of bench.settings.OPTIMIZERS is built from a network's optimiser settings
+# (its name was checked when the spec was resolved).
+OPTIMIZER_FACTORIES = {"adam": lambda params, s: torch.optim.Adam(params, s["lr"], betas=tuple(s["betas"])),
+                       "rmsprop": lambda params, s: torch.optim.RMSprop(params, s["lr"]),
+                       "sgd": lambda params, s: torch.optim.SGD(params, s["lr"], momentum=s["momentum"])}
 
 
-def _optimizer(params, settings: dict) -> torch.optim.Optimizer:
-    if settings["name"] not in OPTIMIZERS:
-        raise BenchError(f"unknown optimizer {settings['name']!r}; choose from: {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[settings["name"]](params, settings)
+def make_optimizer(params, optimizer: dict) -> torch.optim.Optimizer:
+    return OPTIMIZER_FACTORIES[optimizer["name"]](params, optimizer)
 
 
 def build(spec: RunSpec):
@@ -67,11 +66,11 @@ def build(spec: RunSpec):
                                                   inputs=method.discriminator_inputs,
                                                   outputs=method.discriminator_outputs)
     generator.to(device)
-    nets = Nets(generator=generator, g_opt=_optimizer(generator.parameters(), spec.optimizer("generator")),
+    nets = Nets(generator=generator, g_opt=make_optimizer(generator.parameters(), spec.optimizer("generator")),
                 noise=noise_sampler(spec.noise, spec.noise_dim, noise_stream, device), encoder=encoder)
     if discriminator is not None:
         nets.discriminator = discriminator.to(device)
-        nets.d_opt = _optimizer(discriminator.parameters(), spec.optimizer("discriminator"))
+        nets.d_opt = make_optimizer(discriminator.parameters(), spec.optimizer("discriminator"))
 
     if spec.train_size is None:
         def real():
@@ -145,33 +144,14 @@ def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> 
         bar.update(1 if not by_time else min(train_seconds, spec.budget_seconds) - bar.n)
     bar.close()
 
-    final = dict(history[-1])
-    final["steps_per_second"] = step / train_seconds if train_seconds > 0 else math.nan
-    record = {
-        "schema": store.SCHEMA,
-        "run_id": spec.run_id,
-        "variant_id": spec.variant_id,
-        "variant": spec.variant,
-        "status": status,
-        "diverged_at_step": diverged_at,
-        "steps_done": step,
-        "spec": spec.to_dict(),
-        "identity": spec.identity(),
-        "method_settings": method.options(),
-        "method_source": METHODS.source(spec.method),
-        "dataset_source": DATASETS.source(spec.dataset),
-        "method_learned": method.learned(),
-        "timing": {"train_seconds": train_seconds, "eval_seconds": eval_seconds,
-                   "steps_per_second": final["steps_per_second"]},
-        "evaluation": {"samples": dataset.eval_size, "mmd_kernel": "gaussian", "mmd_estimator": "unbiased",
-                       "mmd_bandwidths": list(reference["bandwidths"])},
-        "final": final,
-        "history": history,
-        "environment": environment.describe(device),
-    }
-    if presets.is_preset(spec.profile):  # whether these numbers may stand beside the paper's, and why not
-        comparable, note = presets.comparability(record["spec"])
-        record["preset"] = {"name": spec.profile, "comparable": comparable, "note": note}
+    timing = {"train_seconds": train_seconds, "eval_seconds": eval_seconds,
+              "steps_per_second": step / train_seconds if train_seconds > 0 else math.nan}
+    record = records.run_record(
+        spec, status, history=history, steps_done=step, diverged_at=diverged_at, timing=timing,
+        method_settings=method.options(), method_learned=method.learned(),
+        sources={"method": METHODS.source(spec.method), "dataset": DATASETS.source(spec.dataset)},
+        evaluation={"samples": dataset.eval_size, "mmd_kernel": "gaussian", "mmd_estimator": "unbiased",
+                    "mmd_bandwidths": list(reference["bandwidths"])}, device=device)
     return record, dataset.to_storage(samples.cpu())
 
 
@@ -189,12 +169,7 @@ def evaluate_calibration(dataset_name: str, profile: str, dataset_options: dict 
     for name, samples in samples_by_name.items():
         t0 = time.perf_counter()
         metrics = dataset.evaluate(samples, reference)
-        spec = {"method": name, "dataset": dataset_name, "seed": 0, "profile": profile,
-                "dataset_options": dataset_options or {}}
-        record = {"schema": store.SCHEMA, "status": "reference", "diverged_at_step": None, "steps_done": 0,
-                  "run_id": "reference-" + name.replace(" ", "-"), "variant": name,
-                  "variant_id": "reference-" + name.replace(" ", "-"), "spec": spec,
-                  "method_settings": {}, "timing": {"eval_seconds": time.perf_counter() - t0},
-                  "final": metrics, "history": [], "environment": environment.describe(device)}
+        spec = records.reference_spec(name, dataset_name, profile, dataset_options)
+        record = records.reference_record(spec, metrics, time.perf_counter() - t0, device)
         results.append((record, dataset.to_storage(samples)))
     return results

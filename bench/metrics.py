@@ -7,6 +7,27 @@ import torch
 
 from bench import mmd
 
+# Final metrics in display order: column title, which direction is better, and whether the
+# comparison table tests it (the main metrics; timings and secondary columns are shown only).
+METRICS = {
+    "fid": ("FD", "lower", True),
+    "kid": ("KID", "lower", False),
+    "precision": ("precision", "higher", False),
+    "recall": ("recall", "higher", True),
+    "density": ("density", "higher", False),
+    "coverage": ("coverage", "higher", True),
+    "classifier_score": ("CS", "higher", False),
+    "digits_covered": ("digits", "higher", False),
+    "kl_digits": ("KL digits", "lower", True),
+    "modes_covered": ("modes", "higher", True),
+    "high_quality_pct": ("HQ %", "higher", True),
+    "kl_modes": ("KL modes", "lower", True),
+    "mmd2": ("MMD²", "lower", True),
+    "energy": ("energy", "lower", False),
+    "train_seconds": ("train s", "lower", False),
+    "steps_per_second": ("steps/s", "higher", False),
+}
+
 
 def nearest_modes(samples: torch.Tensor, means: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Index of each sample's nearest mode and the distance to it."""
@@ -99,7 +120,7 @@ def kernel_inception_distance(real: torch.Tensor, fake: torch.Tensor, subsets: i
     return float(values.mean()), float(values.std())
 
 
-def _kth_neighbour_radii(x: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
+def kth_neighbour_radii(x: torch.Tensor, k: int, chunk: int = 1024) -> torch.Tensor:
     """Distance from each point to its k-th nearest other point of the same set."""
     radii = []
     for i in range(0, len(x), chunk):
@@ -122,9 +143,9 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3,
     the k-NN balls of the reals; recall the share of reals inside the k-NN balls of the fakes.
     ``real_radii``: the reals' k-NN radii, if already computed (they do not change during a run)."""
     if real_radii is None:
-        real_radii = _kth_neighbour_radii(real, k)
+        real_radii = kth_neighbour_radii(real, k)
     precision = (_count_inside(fake, real, real_radii) > 0).double().mean()
-    recall = (_count_inside(real, fake, _kth_neighbour_radii(fake, k)) > 0).double().mean()
+    recall = (_count_inside(real, fake, kth_neighbour_radii(fake, k)) > 0).double().mean()
     return float(precision), float(recall)
 
 
@@ -132,7 +153,7 @@ def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5,
                      real_radii: torch.Tensor | None = None) -> tuple[float, float]:
     """Density and coverage (Naeem et al. 2020), balls around the reals only: density is the mean
     number of real balls holding each fake, over k; coverage the share of real balls holding a fake."""
-    radii = _kth_neighbour_radii(real, k) if real_radii is None else real_radii
+    radii = kth_neighbour_radii(real, k) if real_radii is None else real_radii
     density = _count_inside(fake, real, radii).double().sum() / (k * len(fake))
     covered = torch.zeros(len(real), dtype=torch.bool)
     for i in range(0, len(real), 1024):

@@ -22,7 +22,6 @@ Backends compute the same numbers (tests/test_mmd.py checks them against a direc
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import json
 import math
 import os
@@ -34,6 +33,8 @@ from typing import Sequence
 import torch
 from torch.autograd.function import once_differentiable
 from torch.utils.checkpoint import checkpoint
+
+from bench import environment
 
 KERNELS = ("gaussian", "laplacian", "energy")
 ESTIMATORS = ("biased", "unbiased")
@@ -270,7 +271,7 @@ CALIBRATION_DIMS = {"cpu": (2, 8, 32), "cuda": (2, 16, 64, 256)}
 ENV_NO_CALIBRATION = "BENCH_NO_CALIBRATION"  # set (to anything) to ignore stored calibrations
 
 
-def _free_bytes(device: torch.device) -> int:
+def free_bytes(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
     try:
@@ -279,7 +280,7 @@ def _free_bytes(device: torch.device) -> int:
         return 4 << 30
 
 
-def _kind(device) -> str:
+def device_kind(device) -> str:
     return "cuda" if torch.device(device).type == "cuda" else "cpu"
 
 
@@ -302,19 +303,12 @@ def calibration_key(device, dtype: torch.dtype) -> dict:
         name = torch.cuda.get_device_name(device)
     else:
         name = f"{_cpu_model()}, {torch.get_num_threads()} threads"
-    versions = {}
-    for pkg in ("torch", "pykeops"):
-        try:
-            versions[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            versions[pkg] = None
-    return {"device": name, "dtype": str(dtype).removeprefix("torch."), **versions,
+    return {"device": name, "dtype": str(dtype).removeprefix("torch."), **environment.package_versions(("torch", "pykeops")),
             "calibration_version": CALIBRATION_VERSION}
 
 
 def calibration_path(device, dtype: torch.dtype) -> Path:
-    from bench.environment import cache_dir
-    return cache_dir() / "mmd-calibration" / f"{_kind(device)}-{str(dtype).removeprefix('torch.')}.json"
+    return environment.cache_dir() / "mmd-calibration" / f"{device_kind(device)}-{str(dtype).removeprefix('torch.')}.json"
 
 
 class CalibrationError(ValueError):
@@ -377,7 +371,7 @@ def stored_calibration(kind: str, dtype: torch.dtype) -> tuple[list[dict] | None
 def explain_choice(n: int, m: int, dim: int, device: torch.device | str = "cpu",
                    dtype: torch.dtype = torch.float32) -> tuple[str, str]:
     """(backend, the rule that chose it): see :func:`choose_backend`."""
-    kind = _kind(device)
+    kind = device_kind(device)
     pairs = max(n, m) ** 2
     keops_ok = keops_status() == "ok"
     if keops_ok:
@@ -400,7 +394,7 @@ def explain_choice(n: int, m: int, dim: int, device: torch.device | str = "cpu",
         why = "keops unusable"
     # dense keeps a few N×M temporaries (distances, kernel, gradient) alive at once
     need = 6 * pairs * torch.finfo(dtype).bits // 8
-    if need < 0.5 * _free_bytes(torch.device(device)):
+    if need < 0.5 * free_bytes(torch.device(device)):
         return "dense", why
     memo = f"memory: dense would need ~{need / 2**30:.1f} GiB"
     if keops_ok and dim <= 4 * KEOPS_MAX_DIM[kind]:

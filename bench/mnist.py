@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench import store
+from bench import files
 from bench.environment import PROJECT_ROOT, cache_dir
-from bench.registry import BenchError
+from bench.errors import BenchError
 
 # MNIST: md5 of the UNCOMPRESSED files (../shared/data/README.md). torchvision's table holds md5 of
 # its .gz files, which a recompressed copy (../shared/data/mnist is one) does not match.
@@ -329,9 +329,9 @@ def _cached_or_trained(network: str, model_cls, train, metric: str, data_dir: st
     print(f"training {name} once (cached afterwards in {folder})", file=sys.stderr)
     model, score = train(data, log=lambda m: print(m, file=sys.stderr))
     weights = folder / f"{name}.pt"
-    store.atomic_write(weights, lambda f: torch.save(model.state_dict(), f))
+    files.atomic_write(weights, lambda f: torch.save(model.state_dict(), f))
     meta = {"version": model_cls.version, "data_md5": src.files, metric: score, "weights_sha256": _sha256(weights)}
-    store.write_json(folder / f"{name}.json", meta)  # written last: a half-written cache is never trusted
+    files.write_json(folder / f"{name}.json", meta)  # written last: a half-written cache is never trusted
     return model.eval(), meta
 
 

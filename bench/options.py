@@ -32,32 +32,31 @@ if it is one, else kept as the word (how ``--set`` read every option before cons
 from __future__ import annotations
 
 import ast
+import inspect
 import math
 import os
 from numbers import Integral, Real as _RealNumber
 from typing import Any, Mapping
 
-
-class OptionError(ValueError):
-    """An option value its declared constraint does not allow (the registry reports it as bad input)."""
+from bench.errors import OptionError
 
 
-class _Reject(Exception):
+class Reject(Exception):
     """Raised by a constraint's ``parse``; the validator turns it into one OptionError message."""
 
 
-def _fmt(x: float) -> str:
+def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
 def _bounds(min_, max_, exclusive: bool) -> str:
     lo, hi = ("(", ")") if exclusive else ("[", "]")
     if min_ is not None and max_ is not None:
-        return f" in {lo}{_fmt(min_)}, {_fmt(max_)}{hi}"
+        return f" in {lo}{_number(min_)}, {_number(max_)}{hi}"
     if min_ is not None:
-        return f" {'>' if exclusive else '>='} {_fmt(min_)}"
+        return f" {'>' if exclusive else '>='} {_number(min_)}"
     if max_ is not None:
-        return f" {'<' if exclusive else '<='} {_fmt(max_)}"
+        return f" {'<' if exclusive else '<='} {_number(max_)}"
     return ""
 
 
@@ -68,7 +67,7 @@ def _in_bounds(x, min_, max_, exclusive: bool) -> bool:
 
 
 class Constraint:
-    """What one option accepts. ``parse`` returns the normalised value or raises ``_Reject``."""
+    """What one option accepts. ``parse`` returns the normalised value or raises ``Reject``."""
 
     def describe(self) -> str:
         raise NotImplementedError
@@ -92,13 +91,13 @@ class Integer(Constraint):
             text = value.strip()
             digits = text[1:] if text[:1] in "+-" else text
             if not digits.isdigit() or not digits.isascii():
-                raise _Reject
+                raise Reject
             value = int(text)
         elif isinstance(value, bool) or not isinstance(value, Integral):
-            raise _Reject
+            raise Reject
         value = int(value)
         if not _in_bounds(value, self.min, self.max, False):
-            raise _Reject
+            raise Reject
         return value
 
 
@@ -114,7 +113,7 @@ class Real(Constraint):
     def parse(self, value):
         value = _real(value)
         if not _in_bounds(value, self.min, self.max, self.exclusive):
-            raise _Reject
+            raise Reject
         return value
 
 
@@ -124,12 +123,12 @@ def _real(value, text_ok: bool = True) -> float:
         try:
             value = float(value.strip())
         except ValueError:
-            raise _Reject from None
+            raise Reject from None
     elif isinstance(value, bool) or not isinstance(value, _RealNumber):
-        raise _Reject
+        raise Reject
     value = float(value)
     if not math.isfinite(value):
-        raise _Reject
+        raise Reject
     return value
 
 
@@ -143,7 +142,7 @@ class Choice(Constraint):
     def parse(self, value):
         if isinstance(value, str) and value.strip() in self.values:
             return value.strip()
-        raise _Reject
+        raise Reject
 
 
 class Boolean(Constraint):
@@ -161,7 +160,7 @@ class Boolean(Constraint):
                 return True
             if word in self.FALSE:
                 return False
-        raise _Reject
+        raise Reject
 
 
 class Floats(Constraint):
@@ -184,14 +183,14 @@ class Floats(Constraint):
             if items and not items[-1].strip() and len(items) > 1:  # "(1,)": Python's one-tuple
                 items.pop()
             if any(not t.strip() for t in items):
-                raise _Reject
+                raise Reject
             values = tuple(_real(t) for t in items)
         elif isinstance(value, (tuple, list)):
             values = tuple(_real(v, text_ok=False) for v in value)
         else:
             values = (_real(value, text_ok=False),)
         if len(values) < self.min_len or (self.positive and min(values, default=1) <= 0):
-            raise _Reject
+            raise Reject
         return values
 
 
@@ -202,7 +201,7 @@ class Text(Constraint):
     def parse(self, value):
         if isinstance(value, (str, os.PathLike)):
             return os.fspath(value)
-        raise _Reject
+        raise Reject
 
 
 class Optional(Constraint):
@@ -244,7 +243,7 @@ def validate_options(owner: str, constraints: Mapping[str, Constraint] | None,
             continue
         try:
             out[name] = constraint.parse(value)
-        except (_Reject, ValueError, TypeError, OverflowError):
+        except (Reject, ValueError, TypeError, OverflowError):
             raise OptionError(f"{owner} option {name} takes {constraint.describe()}; got {value!r}") from None
     return out
 
@@ -253,7 +252,6 @@ def option_faults(cls) -> list[str]:
     """What is wrong with how a class declares its options (empty if nothing): every ``__init__``
     argument is a keyword with a default, ``constraints`` names only those arguments, and every
     default is a value its constraint accepts. Checked when a plugin registers."""
-    import inspect
     try:
         params = [p for name, p in inspect.signature(cls).parameters.items() if name != "self"]
     except (TypeError, ValueError) as err:
@@ -278,6 +276,6 @@ def option_faults(cls) -> list[str]:
             if default is not inspect.Parameter.empty:
                 try:
                     constraint.parse(default)
-                except (_Reject, ValueError, TypeError, OverflowError):
+                except (Reject, ValueError, TypeError, OverflowError):
                     faults.append(f"the default of option {name} ({default!r}) is not {constraint.describe()}")
     return faults

@@ -12,17 +12,21 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from bench import mmd, store
-from bench.registry import BenchError
+from bench import files, mmd, report, store, studies
+from bench.errors import BenchError
 
-BACKENDS = ("dense", "blocked", "keops", "auto", "geomloss-auto", "geomloss-tensorized", "cdist-naive")
+TIMED_BACKENDS = ("dense", "blocked", "keops", "auto", "geomloss-auto", "geomloss-tensorized", "cdist-naive")
 OURS = ("dense", "blocked", "keops")
 
 
@@ -191,7 +195,7 @@ def calibrate(device, dtype=torch.float32, timer=None, log=print) -> dict:
     if mmd.keops_status() != "ok":
         raise BenchError(f"--calibrate times keops against dense, but {mmd.keops_status()}; "
                          f"auto uses dense (or blocked) without a calibration")
-    kind = mmd._kind(device)
+    kind = mmd.device_kind(device)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if kind == "cpu" and load > 0.5 * cores:
@@ -205,7 +209,7 @@ def calibrate(device, dtype=torch.float32, timer=None, log=print) -> dict:
             "load_average": load, "rules": rules, "timings": timings}
     mmd.validate_calibration(data, data["key"])
     path = mmd.calibration_path(device, dtype)
-    store.write_json(path, data)
+    files.write_json(path, data)
     mmd.stored_calibration.cache_clear()
     data["path"] = str(path)
     return data
@@ -215,7 +219,7 @@ def ensure_calibration(device, dtype=torch.float32, timer=None, log=print) -> di
     """Before a benchmark run: a stale or corrupt stored calibration is redone (seconds), since
     timing is the point of this command; a missing one is left missing (auto then uses the shipped
     defaults, and says so). Training and tests never calibrate: ``auto`` only reads the file."""
-    rules, note = mmd.stored_calibration(mmd._kind(device), dtype)
+    rules, note = mmd.stored_calibration(mmd.device_kind(device), dtype)
     if rules is None and note in ("invalid calibration", "unreadable calibration") and mmd.keops_status() == "ok":
         log(f"{note}: recalibrating first")
         data = calibrate(device, dtype, timer, log)
@@ -246,14 +250,14 @@ def peak_gflops(device) -> tuple[float, str]:
     return cores * mhz / 1e3 * per_cycle, f"{cores} cores × {mhz / 1e3:.2f} GHz × {per_cycle} FP32 flops/cycle"
 
 
-def run_mmd_benchmark(sizes, dims, device, max_seconds=20.0, backends=BACKENDS, log=print,
+def run_mmd_benchmark(sizes, dims, device, max_seconds=20.0, backends=TIMED_BACKENDS, log=print,
                       checkpoint=None) -> pd.DataFrame:
     """``checkpoint(rows)``, if given, is called after every cell, so an interrupted run keeps
     what it measured."""
-    free = mmd._free_bytes(device)
+    free = mmd.free_bytes(device)
     peak, peak_note = peak_gflops(device)
     mm = matmul_gflops(device)
-    rules, where = mmd.stored_calibration(mmd._kind(device), torch.float32)
+    rules, where = mmd.stored_calibration(mmd.device_kind(device), torch.float32)
     log(f"device: {device} ({peak_note}); measured matmul {mm:.0f} GFLOP/s; free memory {free / 2**30:.1f} GiB; "
         f"keops: {mmd.keops_status()}; auto: {'calibration ' + where if rules else 'shipped defaults (' + where + ')'}")
     rows, last = [], {}
@@ -320,7 +324,7 @@ def summary(df: pd.DataFrame) -> pd.DataFrame:
     to the fastest column; dense against GeomLoss's tensorized path; dense's GFLOP/s and its share
     of the measured matmul rate."""
     ms = df.pivot_table(index=["N", "D"], columns="backend", values="seconds", aggfunc="first") * 1e3
-    ms = ms.reindex(columns=[b for b in BACKENDS if b in ms.columns])
+    ms = ms.reindex(columns=[b for b in TIMED_BACKENDS if b in ms.columns])
     auto = df[df["backend"] == "auto"].set_index(["N", "D"])
     ms["auto ran"] = auto["ran"]
     ms["auto/fastest"] = auto["vs_fastest"]
@@ -344,5 +348,61 @@ def calibration_table(data: dict) -> str:
 
 
 def write(df: pd.DataFrame, path: Path) -> Path:
-    store.atomic_write(path, lambda f: f.write(df.to_csv(index=False).encode()))
+    files.atomic_write(path, lambda f: f.write(df.to_csv(index=False).encode()))
     return path
+
+
+# ------------------------------------------------------------------------- executor benchmark
+def run_study_benchmark(steps: int = 400, seeds: int = 4, out: Path = Path("results/perf"), log=print):
+    """``python -m bench perf study``: one toy study (3 methods × 2 datasets × ``seeds`` seeds,
+    ``steps`` steps) run four ways in one session — one process at torch's default threads, one
+    process at 1 thread, ``--jobs 2`` and Ray with 2 workers — then resumed with nothing left to
+    do. Prints throughputs and ratios; checks that every way gave the same metrics."""
+    ways = [("jobs 1, default threads", dict(jobs=1)), ("jobs 1, 1 thread", dict(jobs=1, threads=1)),
+            ("jobs 2 (1 thread each)", dict(jobs=2)), ("ray, 2 workers", dict(jobs=2, executor="ray"))]
+    root = Path(tempfile.mkdtemp(prefix="bench-perf-study-"))
+    rows, finals = [], {}
+    try:
+        for name, how in ways:
+            folder = root / name.split(" (")[0].replace(" ", "-").replace(",", "")
+            p = studies.plan(["gmn", "gan", "nsgan"], ["ring8", "grid25"], list(range(seeds)), out=folder, steps=steps,
+                     eval_points=1, device="cpu", **how)
+            t0 = time.perf_counter()
+            outcome = studies.execute(p, progress=False, log=lambda *a: None)
+            seconds = time.perf_counter() - t0
+            if outcome.failed:
+                raise BenchError(f"{outcome.failed} runs failed under {name}; see {folder}")
+            finals[name] = report.runs_table(store.load_records(folder)).sort_values(
+                ["dataset", "variant", "seed"])[["mmd2", "energy", "modes_covered", "high_quality_pct"]].to_numpy()
+            rows.append({"way": name, "runs": outcome.ran, "seconds": seconds, "runs_per_minute": 60 * outcome.ran / seconds,
+                         "threads_per_run": p.threads or "default"})
+            log(f"  {name:<26} {outcome.ran} runs in {seconds:6.1f} s")
+        t0 = time.perf_counter()
+        resumed = subprocess.run([sys.executable, "-m", "bench", "run", "--methods", "gmn,gan,nsgan", "--datasets",
+                                  "ring8,grid25", "--seeds", f"0-{seeds - 1}", "--steps", str(steps), "--eval-points", "1",
+                                  "--device", "cpu", "--out", str(root / "jobs-1-default-threads"), "--no-progress"],
+                                 capture_output=True, text=True)
+        resume_seconds = time.perf_counter() - t0
+        if resumed.returncode != 0:
+            raise BenchError(f"the resumed study failed: {resumed.stderr.strip().splitlines()[-1:]}")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    df = pd.DataFrame(rows).set_index("way")
+    rate = df["runs_per_minute"]
+    base = finals[ways[0][0]]
+    same = {name: bool(((f == base) | (pd.isna(f) & pd.isna(base))).all()) for name, f in finals.items()}
+    ratios = {
+        "jobs 2 / jobs 1 at 1 thread (target ≥ 1.8)": rate[ways[2][0]] / rate[ways[1][0]],
+        "jobs 2 / jobs 1 at default threads (target ≥ 1)": rate[ways[2][0]] / rate[ways[0][0]],
+        "ray / jobs 2 throughput (target ≥ 1/1.15 = 0.87)": rate[ways[3][0]] / rate[ways[2][0]],
+    }
+    df["same_metrics_as_first"] = pd.Series(same)
+    log("\n" + df.to_string(float_format=lambda v: f"{v:.3g}"))
+    for text, value in ratios.items():
+        log(f"{text}: {value:.2f}")
+    log(f"resumed study with nothing left to do (whole command, imports included; target < 10 s): "
+        f"{resume_seconds:.1f} s")
+    out = Path(out)
+    files.atomic_write(out / "study_cpu.csv", lambda f: f.write(
+        df.assign(resume_seconds=resume_seconds).to_csv().encode()))
+    return df, ratios, resume_seconds

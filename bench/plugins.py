@@ -15,69 +15,27 @@
 
 A plugin that cannot be used never takes the registry down: an entry point that fails to import,
 names a class that is not a :class:`~methods.base.Method`, breaks the contract of its options or
-takes a name already in use is kept in ``registry.problems`` under its name with the reason, and
+takes a name already in use is kept in its registry's ``problems`` under its name with the reason (:mod:`bench.registry`), and
 only asking for that name (or for every method) stops with a :class:`BenchError` (exit 2).
 A ``--plugin`` that fails stops the command at once.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
-import importlib.metadata
 import importlib.util
 import re
 import sys
 from pathlib import Path
 
-from bench.registry import BenchError, Registry
+from bench.datasets import DATASETS
+from bench.errors import BenchError
+from bench.presets import PRESETS
+from methods import METHODS
 
 _LOADED: dict[str, str] = {}  # --plugin item (resolved) -> its source
-
-
-def _dist_source(ep) -> str:
-    dist = getattr(ep, "dist", None)
-    return f"dist {dist.name}=={dist.version}" if dist is not None else f"entry point {ep.value}"
-
-
-def load_entry_points(registry: Registry, group: str) -> None:
-    """Register every entry point of ``group``; a plugin that fails is recorded in
-    ``registry.problems``, never raised."""
-    try:
-        found = importlib.metadata.entry_points(group=group)
-    except Exception as err:  # noqa: BLE001 (a broken installed metadata file must not stop bench)
-        registry.problems[f"<{group}>"] = f"cannot read the entry points of {group}: {err}"
-        return
-    for ep in found:
-        source = _dist_source(ep)
-        where = f"{source}, entry point {ep.name} = {ep.value} (group {group})"
-        before = set(registry.names())
-        try:
-            with registry.loading(source):
-                factory = ep.load()
-            registry.add(ep.name, factory, source)
-        except BenchError as err:
-            for name in set(registry.names()) - before:  # whatever it registered before failing
-                registry.remove(name)
-            registry.problems[ep.name] = f"{registry.kind} {ep.name!r} cannot be used: {_reason(err, registry)} [{where}]"
-        except Exception as err:  # noqa: BLE001 (any import failure is that plugin's problem)
-            for name in set(registry.names()) - before:
-                registry.remove(name)
-            registry.problems[ep.name] = (f"{registry.kind} {ep.name!r} cannot be used: its entry point failed to "
-                                          f"import: {type(err).__name__}: {err} [{where}]")
-
-
-def _reason(err: BenchError, registry: Registry) -> str:
-    text = str(err)
-    prefix = f"{registry.kind} "
-    # "method 'x' from dist ...: reason" -> "reason" (the source is named once, at the end)
-    return text.split(": ", 1)[1] if text.startswith(prefix) and ": " in text else text
-
-
-def _registries() -> list[Registry]:
-    from bench.datasets import DATASETS
-    from bench.presets import PRESETS
-    from methods import METHODS
-    return [METHODS, DATASETS, PRESETS]
+REGISTRIES = (METHODS, DATASETS, PRESETS)
 
 
 def load_plugin(item: str) -> str:
@@ -90,7 +48,7 @@ def load_plugin(item: str) -> str:
     key = str(Path(item).resolve()) if is_file else item
     if key in _LOADED:
         return _LOADED[key]
-    registries = _registries()
+    registries = REGISTRIES
     if is_file:
         path = Path(key)
         if not path.is_file():
@@ -104,7 +62,9 @@ def load_plugin(item: str) -> str:
         source, module_name = f"module {item}", item
     before = {r.kind: set(r.names()) for r in registries}
     try:
-        with registries[0].loading(source), registries[1].loading(source):
+        with contextlib.ExitStack() as loading:
+            for registry in registries:
+                loading.enter_context(registry.loading(source))
             if is_file:
                 spec = importlib.util.spec_from_file_location(module_name, path)
                 module = importlib.util.module_from_spec(spec)
@@ -141,4 +101,4 @@ def load_plugins(items) -> list[str]:
 
 def problems() -> dict[str, str]:
     """Every plugin that cannot be used, by name, methods then datasets."""
-    return {name: text for r in _registries() for name, text in r.problems.items()}
+    return {name: text for r in REGISTRIES for name, text in r.problems.items()}

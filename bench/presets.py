@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import math
 
-from bench.registry import BenchError, Registry
+from bench.datasets import DATASETS
+from bench.errors import BenchError
+from bench.registry import Registry
+from bench.settings import NOT_IDENTITY_OPTIONS, OPTIONAL_SETTINGS, RUN_KEYS, RUN_SETTINGS
 
 PRESETS = Registry("preset", group="bench.presets")  # base and check set below Preset
 
@@ -24,9 +27,9 @@ PRESETS = Registry("preset", group="bench.presets")  # base and check set below 
 class Preset:
     """A published protocol. Subclasses set the class attributes below; the docstring's first
     line is what ``bench list`` shows, the rest cites the source."""
-    # dataset -> its run settings (every key of bench.spec.RUN_SETTINGS; budget_seconds, train_size optional)
+    # dataset -> its run settings (every key of bench.settings.RUN_SETTINGS; budget_seconds, train_size optional)
     settings: dict[str, dict] = {}
-    # optimiser keys (bench.spec.RUN_KEYS but batch_size) applied to every method's networks
+    # optimiser keys (bench.settings.RUN_KEYS but batch_size) applied to every method's networks
     optimizer: dict = {}
     # method options the paper itself varies (PacGAN's pack): a run may set them and stay comparable
     compared: tuple[str, ...] = ()
@@ -44,7 +47,6 @@ class Preset:
 
 def preset_faults(name: str, cls) -> list[str]:
     """What keeps ``cls`` from being registered as a preset (empty if nothing)."""
-    from bench.spec import OPTIONAL_SETTINGS, RUN_KEYS, RUN_SETTINGS
     needed = set(RUN_SETTINGS) - set(OPTIONAL_SETTINGS)
     faults = []
     if name in ("quick", "paper"):
@@ -74,7 +76,6 @@ def is_preset(name: str) -> bool:
 
 def defaults(name: str, dataset: str) -> dict:
     """The run settings of preset ``name`` on ``dataset``; BenchError if the preset does not cover it."""
-    from bench.spec import OPTIONAL_SETTINGS
     preset = get(name)
     if dataset not in preset.settings:
         raise BenchError(f"preset {name!r} covers {', '.join(preset.settings)}; not {dataset!r} "
@@ -85,9 +86,7 @@ def defaults(name: str, dataset: str) -> dict:
 def check_dataset_options(name: str, dataset: str, given: dict) -> None:
     """A preset's data and metric thresholds are what its published numbers measure: changing
     them is refused (a run with other data would be compared with numbers about different data)."""
-    from bench.datasets import DATASETS
-    from bench.spec import NOT_IDENTITY_OPTIONS, signature_defaults
-    protocol = signature_defaults(DATASETS.get(dataset))
+    protocol = DATASETS.defaults(dataset)
     refused = sorted(k for k in given if k not in NOT_IDENTITY_OPTIONS and k in protocol)
     if refused:
         raise BenchError(f"preset {name!r} fixes {', '.join(f'{dataset}.{k}={protocol[k]!r}' for k in refused)}: "

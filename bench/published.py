@@ -17,7 +17,7 @@ Each ``[[result]]`` of the data file is one method of one table of one paper on 
     note = "..."                         # optional: where the numbers come from, caveats
 
 A metric is ``[value, ±]``, or a plain number where the paper gives no ± for it. Metric names are
-bench's (:data:`bench.report.METRICS`); a metric bench does not compute keeps the paper's name
+bench's (:data:`bench.METRICS`); a metric bench does not compute keeps the paper's name
 (:data:`PAPER_ONLY`): listed, never compared.
 """
 from __future__ import annotations
@@ -26,12 +26,16 @@ import dataclasses
 import math
 from pathlib import Path
 
-from bench import store
-from bench.registry import BenchError
+import pandas as pd
+
+from bench import files, presets, stats
+from bench.errors import BenchError
+from bench.metrics import METRICS
+from methods import METHODS
 
 PATH = Path(__file__).with_name("published.toml")  # package data (pyproject.toml ships it)
 SPREADS = ("std", "se", "none")
-DATASETS = ("ring8", "grid25", "stacked-mnist", "mnist")  # the datasets of the published tables
+PUBLISHED_DATASETS = ("ring8", "grid25", "stacked-mnist", "mnist")  # the datasets of the published tables
 PAPER_ONLY = {  # metrics of the papers that bench does not compute: name -> what it is
     "parzen_log_likelihood": "Parzen-window log-likelihood of the test set (nats)",
 }
@@ -74,7 +78,7 @@ class Published:
 def load(path: Path = PATH) -> list[Published]:
     """Every row of a published-results file, checked; BenchError naming the file and row otherwise."""
     path = Path(path)
-    data = store.read_toml(path, "published results")
+    data = files.read_toml(path, "published results")
     if set(data) - {"result"} or not isinstance(data.get("result", []), list):
         raise BenchError(f"published results {path}: the file holds [[result]] rows only; "
                          f"found {', '.join(sorted(set(data) - {'result'})) or 'result as a non-list'}")
@@ -90,8 +94,6 @@ def load(path: Path = PATH) -> list[Published]:
 
 def check_row(row, where: str) -> Published:
     """One [[result]] table -> :class:`Published`, every field checked (``where`` names it in errors)."""
-    from bench import report
-    from methods import METHODS
     if not isinstance(row, dict):
         raise BenchError(f"{where} is not a table")
     where = f"{where} ({row.get('paper', '?')} {row.get('table', '?')}, {row.get('label', '?')})"
@@ -107,8 +109,8 @@ def check_row(row, where: str) -> Published:
     for key in ("paper", "table", "label", "preset", "method", "note"):
         if key in row and not (isinstance(row[key], str) and row[key].strip()):
             bad(f"{key} must be a non-empty string; got {row[key]!r}")
-    if row["dataset"] not in DATASETS:
-        bad(f"dataset {row['dataset']!r} is not one of {', '.join(DATASETS)}")
+    if row["dataset"] not in PUBLISHED_DATASETS:
+        bad(f"dataset {row['dataset']!r} is not one of {', '.join(PUBLISHED_DATASETS)}")
     trials = row["trials"]
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         bad(f"trials must be an integer >= 1; got {trials!r}")
@@ -130,8 +132,8 @@ def check_row(row, where: str) -> Published:
         bad("metrics must be a non-empty table of name = value or [value, ±]")
     values = {}
     for name, value in metrics.items():
-        if name not in report.METRICS and name not in PAPER_ONLY:
-            bad(f"metric {name!r} is neither bench's ({', '.join(report.METRICS)}) nor a paper-only one "
+        if name not in METRICS and name not in PAPER_ONLY:
+            bad(f"metric {name!r} is neither bench's ({', '.join(METRICS)}) nor a paper-only one "
                 f"({', '.join(PAPER_ONLY)})")
         pair = value if isinstance(value, list) else [value, None]
         if len(pair) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
@@ -149,7 +151,6 @@ def matches(row: Published, spec: dict) -> bool:
     """Whether a stored run (its spec) is a run of the row's variant: the same method, every option
     the row names at the row's value, and no option changed from its default that the row does not
     name (gan[d_steps=2] is not the paper's GAN)."""
-    from methods import METHODS
     if row.method is None or spec["method"] != row.method:
         return False
     neutral = getattr(METHODS.get(row.method), "neutral_options", {}) or {}  # pack=1 is left out of specs
@@ -170,7 +171,7 @@ def verdict(published: float, se_published, ours: float, se_ours) -> str:
     direction = f"ours {'higher' if delta > 0 else 'lower'} by {abs(delta):.3g}"
     known = [s for s in (se_published, se_ours) if s is not None]
     if not known:
-        return (f"cannot judge: neither spread is known (the paper gives no ± and one seed of ours has none)"
+        return ("cannot judge: neither spread is known (the paper gives no ± and one seed of ours has none)"
                 + (f"; {direction}" if delta else "; equal"))
     combined = math.sqrt(sum(s * s for s in known))
     if combined == 0:
@@ -191,15 +192,26 @@ def verdict(published: float, se_published, ours: float, se_ours) -> str:
     return f"differs: {direction} (> {Z} combined SE = {Z * combined:.3g}){tail}"
 
 
-def beside_ours(runs, specs: dict, rows: list[Published] | None = None):
+def verdicts(records: dict, variant_ids) -> dict:
+    """Each variant's preset verdict as its record holds it (made from the run's spec when it was
+    recorded; a record without one, such as an early failed run, gets it from its spec here)."""
+    out = {}
+    for vid in variant_ids:
+        stored = records[vid].get("preset")
+        if stored is None:
+            comparable, note = presets.comparability(records[vid]["spec"])
+            stored = {"comparable": comparable, "note": note}
+        out[vid] = stored
+    return out
+
+
+def beside_ours(runs, records: dict, rows: list[Published] | None = None):
     """For every table of ``runs`` (report.runs_table) whose runs used a preset with published rows
     for its dataset: per published row and metric, the published value, ours (mean ± SE over the
-    finished seeds of each matching variant) and the verdict. ``specs`` maps a variant id to one of
-    its runs' spec. Rows of methods bench lacks and paper-only metrics are listed for context."""
-    import pandas as pd
-
-    from bench import stats
+    finished seeds of each matching variant) and the verdict. ``records`` maps a variant id to one
+    of its runs' record. Rows of methods bench lacks and paper-only metrics are listed for context."""
     rows = load() if rows is None else rows
+    specs = {vid: r["spec"] for vid, r in records.items()}
     out = []
     for heading, g in runs[runs["status"] != "reference"].groupby("dataset", sort=False):
         first = specs[g["variant_id"].iloc[0]]
@@ -207,10 +219,9 @@ def beside_ours(runs, specs: dict, rows: list[Published] | None = None):
                 and r.dataset == first["dataset"]]
         if not mine:
             continue
-        from bench import presets  # only runs made with a preset get here
         variants = {vid: specs[vid] for vid in dict.fromkeys(g["variant_id"])}
         names = dict(zip(g["variant_id"], g["variant"]))
-        protocol = {vid: presets.comparability(spec) for vid, spec in variants.items()}
+        protocol = {vid: (v["comparable"], v["note"]) for vid, v in verdicts(records, variants).items()}
         for row in mine:
             matched = [vid for vid, spec in variants.items() if matches(row, spec)]
             for metric, (value, plus_minus) in row.metrics.items():
@@ -255,9 +266,6 @@ def _cell(mean, se, n, unit: str) -> str:
 def display_tables(comparison) -> dict:
     """Per report table, the comparison under readable titles: published ± SE (with trials and the
     paper's own ±), ours ± SE (seeds), verdict."""
-    import pandas as pd
-
-    from bench import report
     tables = {}
     if comparison.empty:
         return tables
@@ -271,7 +279,7 @@ def display_tables(comparison) -> dict:
         tables[label] = pd.DataFrame({
             "paper": [f"{p}, {t}" for p, t in zip(g["paper"], g["table"])],
             "method": g["label"], "ours": g["variant"].replace("", "–"),
-            "metric": [report.METRICS[m][0] if m in report.METRICS else m for m in g["metric"]],
+            "metric": [METRICS[m][0] if m in METRICS else m for m in g["metric"]],
             "published ± SE": published,
             "ours ± SE": [_cell(m, s, n, "seed") for m, s, n in zip(g["ours"], g["ours_se"], g["seeds"])],
             "verdict": g["verdict"]}).reset_index(drop=True)

@@ -1,20 +1,25 @@
-"""Name -> factory registries (the timm pattern): methods and datasets register themselves, from
-this checkout (``builtin``), from an installed distribution's entry points (``dist NAME==VERSION``)
-or from a file or module named with ``--plugin`` (``file PATH``, ``module NAME``)."""
+"""Name -> factory registries (the timm pattern): methods, datasets and presets register
+themselves, from this checkout (``builtin``), from an installed distribution's entry points
+(``dist NAME==VERSION``, loaded here at the first lookup) or from a file or module named with
+``--plugin`` (``file PATH``, ``module NAME``; :mod:`bench.plugins`).
+
+An entry point that cannot be used never takes the registry down: one that fails to import, names
+a class of the wrong kind, breaks the contract or takes a name already in use is kept in
+:attr:`Registry.problems` under its name with the reason, and only asking for that name stops with
+a :class:`BenchError`.
+"""
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import inspect
 import re
 from typing import Callable
 
-from bench.options import OptionError, validate_options
+from bench.errors import BenchError
+from bench.options import validate_options
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")  # no '.', ',', '[', '=': --set NAME.OPTION, gan[lr=...]
-
-
-class BenchError(ValueError):
-    """Bad input from the user: the CLI prints the message and exits with code 2."""
 
 
 class Registry:
@@ -32,11 +37,44 @@ class Registry:
 
     def _load_group(self) -> None:
         """The entry points of ``group``, once, at the first lookup (not at import: a plugin module
-        that imports ``methods`` would otherwise be imported again half-way through its own import)."""
+        that imports ``methods`` would otherwise be imported again half-way through its own import).
+        A plugin that fails is recorded in :attr:`problems`, never raised."""
         if not self._group_loaded:
-            self._group_loaded = True
-            from bench import plugins
-            plugins.load_entry_points(self, self.group)
+            self.load_entry_points()
+
+    def load_entry_points(self) -> None:
+        """Register every entry point of the group now (what a fresh process does at its first lookup)."""
+        self._group_loaded = True
+        try:
+            found = importlib.metadata.entry_points(group=self.group)
+        except Exception as err:  # noqa: BLE001 (a broken installed metadata file must not stop bench)
+            self._problems[f"<{self.group}>"] = f"cannot read the entry points of {self.group}: {err}"
+            return
+        for ep in found:
+            dist = getattr(ep, "dist", None)
+            source = f"dist {dist.name}=={dist.version}" if dist is not None else f"entry point {ep.value}"
+            where = f"{source}, entry point {ep.name} = {ep.value} (group {self.group})"
+            before = set(self._entries)
+            try:
+                with self.loading(source):
+                    factory = ep.load()
+                self.add(ep.name, factory, source)
+            except BenchError as err:
+                self._forget(set(self._entries) - before)  # whatever it registered before failing
+                self._problems[ep.name] = f"{self.kind} {ep.name!r} cannot be used: {self._reason(err)} [{where}]"
+            except Exception as err:  # noqa: BLE001 (any import failure is that plugin's problem)
+                self._forget(set(self._entries) - before)
+                self._problems[ep.name] = (f"{self.kind} {ep.name!r} cannot be used: its entry point failed to "
+                                           f"import: {type(err).__name__}: {err} [{where}]")
+
+    def _reason(self, err: BenchError) -> str:
+        """"method 'x' from dist ...: reason" -> "reason" (the source is named once, at the end)."""
+        text = str(err)
+        return text.split(": ", 1)[1] if text.startswith(f"{self.kind} ") and ": " in text else text
+
+    def _forget(self, names) -> None:
+        for name in names:
+            self.remove(name)
 
     @property
     def problems(self) -> dict[str, str]:
@@ -110,6 +148,11 @@ class Registry:
         return {name: (inspect.getdoc(f) or "").splitlines()[0] if inspect.getdoc(f) else ""
                 for name, f in self._entries.items()}
 
+    def defaults(self, name: str) -> dict:
+        """The constructor's default options of entry ``name``."""
+        return {key: p.default for key, p in inspect.signature(self.get(name)).parameters.items()
+                if key != "self" and p.default is not inspect.Parameter.empty}
+
     def get(self, name: str):
         self._load_group()
         if name in self.problems:
@@ -127,10 +170,7 @@ class Registry:
         if unknown:
             raise BenchError(f"{self.kind} {name!r} has no option {', '.join(unknown)}; "
                              f"its options are: {', '.join(allowed) or '(none)'}")
-        try:
-            return validate_options(name, getattr(factory, "constraints", None), options)
-        except OptionError as err:
-            raise BenchError(str(err)) from None
+        return validate_options(name, getattr(factory, "constraints", None), options)
 
     def create(self, name: str, **options):
         """Build an entry from validated options; the class's own cross-option checks (ValueError)

@@ -5,45 +5,27 @@ import base64
 import dataclasses
 import html
 import io
+import itertools
+import math
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from torchvision.utils import make_grid, save_image
+
+from bench import files, published, stats, store
+from bench import spec as spec_lib
+from bench.datasets import DATASETS
+from bench.errors import BenchError
+from bench.metrics import METRICS
+from methods import METHODS
 
 matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import torch  # noqa: E402
 
-import itertools  # noqa: E402
-import math  # noqa: E402
-
-from bench import spec as spec_lib  # noqa: E402
-from bench import published, stats, store  # noqa: E402
-from bench.datasets import DATASETS  # noqa: E402
-from bench.registry import BenchError  # noqa: E402
-
-# Final metrics in display order: column title, which direction is better, and whether the
-# comparison table tests it (the main metrics; timings and secondary columns are shown only).
-METRICS = {
-    "fid": ("FD", "lower", True),
-    "kid": ("KID", "lower", False),
-    "precision": ("precision", "higher", False),
-    "recall": ("recall", "higher", True),
-    "density": ("density", "higher", False),
-    "coverage": ("coverage", "higher", True),
-    "classifier_score": ("CS", "higher", False),
-    "digits_covered": ("digits", "higher", False),
-    "kl_digits": ("KL digits", "lower", True),
-    "modes_covered": ("modes", "higher", True),
-    "high_quality_pct": ("HQ %", "higher", True),
-    "kl_modes": ("KL modes", "lower", True),
-    "mmd2": ("MMD²", "lower", True),
-    "energy": ("energy", "lower", False),
-    "train_seconds": ("train s", "lower", False),
-    "steps_per_second": ("steps/s", "higher", False),
-}
 CI_NOTE = ("Cells: mean ± half-width of the 95 % Student-t confidence interval over finished seeds "
            "(diverged and failed runs are counted, not averaged). hparams=shared: every method the same "
            "optimiser, learning rate, batch and generator steps; hparams=recommended: each method its paper's "
@@ -64,14 +46,13 @@ def dataset_label(record: dict) -> str:
 
 def _order(record: dict) -> tuple:
     """Datasets and methods in registry order (unknown names last), then variant and seed."""
-    from methods import METHODS
     s = record["spec"]
     rank = lambda names, n: names.index(n) if n in names else len(names)
     return (rank(DATASETS.names(), s["dataset"]), record["status"] != "reference",
             rank(METHODS.names(), s["method"]), record["variant"], s["seed"])
 
 
-def _names(records: list[dict]) -> tuple[dict, dict]:
+def _row_names(records: list[dict]) -> tuple[dict, dict]:
     """Row names per variant and a heading note per dataset table: run settings that differ from
     the profile's and vary between the table's variants join the name (gan[lr=0.0002]); those
     all variants share go into the heading (steps=500)."""
@@ -106,7 +87,7 @@ def _setting(spec: dict, key: str):
 
 def runs_table(records: list[dict]) -> pd.DataFrame:
     """One row per run: its variant, seed, status and final metrics."""
-    names, _ = _names(records)
+    names, _ = _row_names(records)
     rows = []
     for r in records:
         s = r["spec"]
@@ -165,15 +146,15 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _save(fig, path: Path, dpi: int) -> None:
+def save_figure(fig, path: Path, dpi: int) -> None:
     """Render to memory, then write atomically: an interrupted report leaves the old plot intact."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
-    store.atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    files.atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
-def _fmt(mean, lo, hi) -> str:
+def _cell(mean, lo, hi) -> str:
     if pd.isna(mean):
         return "–"
     text = f"{mean:.0f}" if abs(mean) >= 100 else f"{mean:.3g}"
@@ -188,7 +169,7 @@ def display_tables(summary: pd.DataFrame, notes: dict | None = None) -> dict[str
         table = pd.DataFrame({"method": rows["variant"], "seeds": rows["seeds"], "diverged": rows["n_diverged"],
                               "failed": rows["n_failed"]})
         for k in metrics:
-            table[METRICS[k][0]] = [_fmt(m, lo, hi) for m, lo, hi in zip(rows[k], rows[k + "_lo"], rows[k + "_hi"])]
+            table[METRICS[k][0]] = [_cell(m, lo, hi) for m, lo, hi in zip(rows[k], rows[k + "_lo"], rows[k + "_hi"])]
         heading = dataset + (f" ({notes[dataset]})" if notes and notes.get(dataset) else "")
         tables[heading] = table.reset_index(drop=True)
     return tables
@@ -243,12 +224,11 @@ def plot_samples(records: list[dict], names: dict, path: Path) -> None:
         ax.set_xlim(-lim, lim)
         ax.set_xticks([])
     fig.tight_layout()
-    _save(fig, path, 110)
+    save_figure(fig, path, 110)
 
 
 def plot_image_grids(records: list[dict], names: dict, folder: Path, stem: str) -> None:
     """A 10×10 grid of stored samples per variant (PNG each), and all variants side by side."""
-    from torchvision.utils import make_grid, save_image
     first = _lowest_seed_per_variant(records, names)
     if not first:
         return
@@ -261,7 +241,7 @@ def plot_image_grids(records: list[dict], names: dict, folder: Path, stem: str) 
         images = torch.from_numpy(stored[:100]).float().div(255)
         grid = make_grid(images.unsqueeze(1) if images.ndim == 3 else images, nrow=10, padding=1, pad_value=0.5)
         safe = "".join(c if c.isalnum() or c in "-_=." else "-" for c in v)
-        store.atomic_write(folder / f"{stem}_{safe}.png", lambda f: save_image(grid, f, format="png"))
+        files.atomic_write(folder / f"{stem}_{safe}.png", lambda f: save_image(grid, f, format="png"))
         ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
         fd = r["final"].get("fid")
         count = "digits" if "digits_covered" in r["final"] else "modes"  # 3 channels: Stacked-MNIST's modes
@@ -269,7 +249,7 @@ def plot_image_grids(records: list[dict], names: dict, folder: Path, stem: str) 
                      fontsize=9)
         ax.axis("off")
     fig.tight_layout()
-    _save(fig, folder / f"{stem}_samples.png", 110)
+    save_figure(fig, folder / f"{stem}_samples.png", 110)
 
 
 def plot_final_metrics(runs: pd.DataFrame, path: Path) -> None:
@@ -290,7 +270,7 @@ def plot_final_metrics(runs: pd.DataFrame, path: Path) -> None:
         ax.tick_params(axis="x", labelbottom=True, rotation=30)
         ax.set_xlabel("")
     grid.tight_layout()
-    _save(grid.figure, path, 100)
+    save_figure(grid.figure, path, 100)
 
 
 def plot_metric_vs_time(hist: pd.DataFrame, path: Path, metric: str = "mmd2") -> None:
@@ -316,7 +296,7 @@ def plot_metric_vs_time(hist: pd.DataFrame, path: Path, metric: str = "mmd2") ->
         ax.set_ylabel(f"{METRICS[metric][0]} (mean, 95 % CI over seeds)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path, 100)
+    save_figure(fig, path, 100)
 
 
 def plot_sweeps(records: list[dict], path: Path) -> None:
@@ -365,7 +345,7 @@ def plot_sweeps(records: list[dict], path: Path) -> None:
             ax.set_title(f"{_title(k)} · {table}", fontsize=8)
         axes[row][0].legend(fontsize=6)
     fig.tight_layout()
-    _save(fig, path, 100)
+    save_figure(fig, path, 100)
 
 
 @dataclasses.dataclass
@@ -416,12 +396,12 @@ def build(out: Path, print_fn=print) -> Report:
             samples = store.load_samples(r)
             if samples.size == 0 or not np.isfinite(samples.astype(float)).any():
                 raise BenchError(f"samples file of {r['path']} is empty or all NaN; run that configuration again")
-    names, notes = _names(records)
+    names, notes = _row_names(records)
     runs = runs_table(records)
     summary = summary_table(runs)
     comparison = comparison_table(runs)
     tables = display_tables(summary, notes)
-    beside = published.beside_ours(runs, {r["variant_id"]: r["spec"] for r in records})
+    beside = published.beside_ours(runs, {r["variant_id"]: r for r in records})
     md = []
     for heading, table in tables.items():
         md += [f"## {heading}", "", table.to_markdown(index=False), ""]
@@ -443,11 +423,11 @@ def build(out: Path, print_fn=print) -> Report:
     plot_metric_vs_time(_history_frame(records, names), plots / "mmd_vs_time.png")
     plot_sweeps(records, plots / "sweeps.png")
     figures += [plots / "mmd_vs_time.png", plots / "sweeps.png"]
-    store.atomic_write(out / "runs.csv", lambda f: f.write(runs.to_csv(index=False).encode()))
-    store.atomic_write(out / "summary.csv", lambda f: f.write(summary.to_csv(index=False).encode()))
-    store.atomic_write(out / "summary.md", lambda f: f.write("\n".join(md).encode()))
-    store.atomic_write(out / "comparison.csv", lambda f: f.write(comparison.to_csv(index=False).encode()))
-    store.atomic_write(out / "comparison.md", lambda f: f.write(comparison_md.encode()))
+    files.atomic_write(out / "runs.csv", lambda f: f.write(runs.to_csv(index=False).encode()))
+    files.atomic_write(out / "summary.csv", lambda f: f.write(summary.to_csv(index=False).encode()))
+    files.atomic_write(out / "summary.md", lambda f: f.write("\n".join(md).encode()))
+    files.atomic_write(out / "comparison.csv", lambda f: f.write(comparison.to_csv(index=False).encode()))
+    files.atomic_write(out / "comparison.md", lambda f: f.write(comparison_md.encode()))
     for heading, table in tables.items():
         print_fn(f"\n{heading}\n{table.to_string(index=False)}")
     print_fn(f"\n{CI_NOTE}")
@@ -533,5 +513,5 @@ def write_html(report: Report, out: Path) -> Path:
             f"<title>bench report: {esc(str(out))}</title>\n<style>{HTML_STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(parts) + "\n</body>\n</html>\n")
     path = Path(out) / "report.html"
-    store.atomic_write(path, lambda f: f.write(page.encode()))
+    files.atomic_write(path, lambda f: f.write(page.encode()))
     return path

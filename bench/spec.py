@@ -29,121 +29,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
-import math
 
-from bench.options import Choice, Floats, Integer, OptionError, Real, _Reject, validate_options
-from bench.registry import BenchError
+from bench import presets
+from bench.datasets import DATASETS
+from bench.errors import BenchError
+from bench.settings import (BETAS, HPARAMS, NOT_IDENTITY_OPTIONS, OPTIONAL_SETTINGS, RUN_SETTINGS, apply_optimizer_keys,
+                            check_recommended, check_setting, key_family, parse_run_keys, split_run_keys)
+from methods import METHODS
+from methods.networks import check_arch
 
 SPEC_VERSION = 1
-# Run settings every method on a dataset shares, with their profile defaults.
-RUN_SETTINGS = ("steps", "budget_seconds", "batch_size", "lr", "noise", "noise_dim", "arch", "width", "depth",
-                "eval_points", "train_size")
-# Run settings a profile may leave out, and their value then (None: left out of the run's identity,
-# so runs stored before train_size existed keep their ids)
-OPTIONAL_SETTINGS = {"budget_seconds": None, "train_size": None}
-BETAS = (0.5, 0.999)  # Adam's β for every network (DCGAN's choice; the fair-budget default)
-NOT_IDENTITY_OPTIONS = ("data_dir",)  # where the data lie, not what they are (checksummed anyway)
-HPARAMS = ("shared", "recommended")
-OPTIMIZERS = {"adam": ("lr", "betas"), "rmsprop": ("lr",), "sgd": ("lr", "momentum")}  # each one's settings
-NETWORKS = {"g": "generator", "d": "discriminator"}
-
-
-class Betas(Floats):
-    def describe(self):
-        return "two real numbers in [0, 1), comma-separated (e.g. 0.5,0.999)"
-
-    def parse(self, value):
-        values = super().parse(value)
-        if len(values) != 2 or not all(0 <= b < 1 for b in values):
-            raise _Reject
-        return values
-
-
-# What --set NAME.KEY routes to the run specification (optimiser and batch), by key family.
-RUN_KEY_CONSTRAINTS = {"lr": Real(min=0, exclusive=True), "betas": Betas(min_len=2), "momentum": Real(min=0, max=1),
-                       "optimizer": Choice(*OPTIMIZERS), "batch_size": Integer(min=2)}
-RUN_KEYS = ("lr", "lr_g", "lr_d", "betas", "betas_g", "betas_d", "momentum", "momentum_g", "momentum_d",
-            "optimizer", "optimizer_g", "optimizer_d", "batch_size")
-
-
-def _family(key: str) -> tuple[str, str | None]:
-    """'lr_d' -> ('lr', 'discriminator'); 'betas' -> ('betas', None); 'batch_size' -> ('batch_size', None)."""
-    head, _, tail = key.rpartition("_")
-    if head in ("lr", "betas", "momentum", "optimizer") and tail in NETWORKS:
-        return head, NETWORKS[tail]
-    return key, None
-
-
-def split_run_keys(options: dict) -> tuple[dict, dict]:
-    """A method's --set options -> (its constructor options, the optimiser/batch keys)."""
-    return ({k: v for k, v in options.items() if k not in RUN_KEYS},
-            {k: v for k, v in options.items() if k in RUN_KEYS})
-
-
-def parse_run_keys(owner: str, keys: dict) -> dict:
-    """Optimiser and batch keys read by their declared type (text from --set, or Python values)."""
-    out = {}
-    for key, value in keys.items():
-        try:
-            out.update(validate_options(owner, {key: RUN_KEY_CONSTRAINTS[_family(key)[0]]}, {key: value}))
-        except OptionError as err:
-            raise BenchError(str(err)) from None
-    return out
-
-
-def apply_optimizer_keys(owner: str, optimizers: dict, keys: dict) -> dict:
-    """Per-network optimiser settings with ``keys`` applied (optimiser names first, then lr,
-    then betas; both networks' keys before one network's)."""
-    out = {net: dict(settings) for net, settings in optimizers.items()}
-    order = {"optimizer": 0, "lr": 1, "betas": 2, "momentum": 2}
-    items = sorted(((k, v) for k, v in keys.items() if k != "batch_size"),
-                   key=lambda kv: (_family(kv[0])[1] is not None, order[_family(kv[0])[0]]))
-    for key, value in items:
-        family, network = _family(key)
-        if network is not None and network not in out:
-            raise BenchError(f"{owner} has no {network}; its optimiser keys are: "
-                             f"{', '.join(k for k in RUN_KEYS if k != 'batch_size' and _family(k)[1] in (None, *out))}")
-        for net in [network] if network else list(out):
-            settings = out[net]
-            if family == "optimizer":
-                settings["name"] = value
-                # the new optimiser's own settings, at their defaults; the old one's dropped
-                for extra, default in (("betas", BETAS), ("momentum", 0.0)):
-                    if extra in OPTIMIZERS[value]:
-                        settings.setdefault(extra, default)
-                    else:
-                        settings.pop(extra, None)
-            elif family not in OPTIMIZERS[settings["name"]]:
-                raise BenchError(f"{owner}: {key} is not a setting of {settings['name']} (the {net}'s optimiser); "
-                                 f"{settings['name']} takes: {', '.join(OPTIMIZERS[settings['name']])}")
-            else:
-                settings[family] = value
-    return out
-
-
-def _networks(cls) -> list[str]:
-    with_d = getattr(cls, "uses_discriminator", False)
-    return ["generator"] + (["discriminator"] if with_d else [])
-
-
-def check_recommended(name: str, cls) -> dict:
-    """A method's ``recommended`` dict checked like the user's --set (names, types, networks)."""
-    options, keys = split_run_keys(dict(cls.recommended))
-    owner = f"{name} recommended"
-    keys = parse_run_keys(owner, keys)
-    apply_optimizer_keys(owner, {net: {"name": "adam", "lr": 1e-3, "betas": BETAS} for net in _networks(cls)}, keys)
-    allowed = [p for p in inspect.signature(cls).parameters if p != "self"]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise BenchError(f"{owner} names {', '.join(unknown)}, neither an option ({', '.join(allowed) or 'none'}) "
-                         f"nor an optimiser or batch key ({', '.join(RUN_KEYS)})")
-    try:
-        options = validate_options(owner, getattr(cls, "constraints", None), options)
-    except OptionError as err:
-        raise BenchError(str(err)) from None
-    return {**options, **keys}
 
 
 def _freeze(value):
@@ -163,17 +59,18 @@ def canonical_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=list)
 
 
-def _fmt(value) -> str:
+def format_value(value) -> str:
+    """0.0002 -> '0.0002', (1, 0.5) -> '(1,0.5)': how a value reads in a variant's name."""
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, tuple)):
-        return "(" + ",".join(_fmt(v) for v in value) + ")"
+        return "(" + ",".join(format_value(v) for v in value) + ")"
     return str(value)
 
 
 def describe_overrides(overrides: dict) -> str:
     """{'kernel': 'energy', 'lr': 0.0002} -> 'kernel=energy,lr=0.0002'."""
-    return ",".join(f"{k}={_fmt(v)}" for k, v in overrides.items())
+    return ",".join(f"{k}={format_value(v)}" for k, v in overrides.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +100,7 @@ class RunSpec:
     label: str | None = None
     device: str = "auto"
     threads: int | None = None
+    plugins: tuple = ()            # the --plugin files and modules every process that runs it imports first
 
     def identity(self) -> dict:
         out = {"spec_version": SPEC_VERSION, "method": self.method, "dataset": self.dataset, "seed": self.seed,
@@ -242,6 +140,14 @@ class RunSpec:
     def optimizer(self, network: str) -> dict:
         return dict(dict(self.optimizers)[network])
 
+    def preset_verdict(self) -> dict | None:
+        """Under a preset: whether the run follows the paper's protocol closely enough to stand
+        beside its published numbers, and if not why (:func:`bench.presets.comparability`)."""
+        if not presets.is_preset(self.profile):
+            return None
+        comparable, note = presets.comparability(self.to_dict())
+        return {"name": self.profile, "comparable": comparable, "note": note}
+
     def to_dict(self) -> dict:
         """The whole spec as JSON-ready data (what the record stores; :func:`from_dict` inverts it)."""
         out = dataclasses.asdict(self)
@@ -261,129 +167,156 @@ def from_dict(data: dict) -> RunSpec:
     for key in ("method_options", "dataset_options", "method_overrides", "run_overrides"):
         values[key] = _freeze(values.get(key, {}))
     values["optimizers"] = tuple(sorted((net, _freeze(opts)) for net, opts in values["optimizers"].items()))
+    values["plugins"] = tuple(values.get("plugins") or ())
     return RunSpec(**values)
 
 
-def signature_defaults(factory) -> dict:
-    return {name: p.default for name, p in inspect.signature(factory).parameters.items()
-            if name != "self" and p.default is not inspect.Parameter.empty}
+def _plain(options: dict) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}
 
 
-def _canonical_options(registry, name: str, options: dict, extra_defaults: dict | None = None):
-    """Build an entry (validating its options: types, constraints, cross-option checks) and
-    return it with every option, defaults filled in, normalised by the validator."""
-    given = registry.validate(name, {**(extra_defaults or {}), **options})
-    built = registry.create(name, **given)
-    # defaults normalised too: a default of 1 and a given 1.0 must hash alike
-    merged = registry.validate(name, {**signature_defaults(registry.get(name)), **given})
-    return built, {k: (list(v) if isinstance(v, tuple) else v) for k, v in merged.items()}
+@dataclasses.dataclass
+class Layer:
+    """One source of defaults, or the user's overrides: run settings, optimiser and batch keys
+    (``--set NAME.KEY``, :data:`bench.settings.RUN_KEYS`) and method options. Later layers win."""
+    name: str
+    settings: dict = dataclasses.field(default_factory=dict)
+    keys: dict = dataclasses.field(default_factory=dict)
+    options: dict = dataclasses.field(default_factory=dict)
 
 
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BenchError(f"{name} must be a positive integer; got {value!r}")
-    return value
-
-
-def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", method_options: dict | None = None,
-            dataset_options: dict | None = None, label: str | None = None, device: str = "auto",
-            threads: int | None = None, hparams: str = "shared", **settings) -> RunSpec:
-    """Defaults, profile, policy and overrides -> one validated :class:`RunSpec`; raises
-    BenchError on anything impossible. ``settings`` are run settings (steps, lr, ...); None keeps
-    the profile's. ``method_options`` may hold the optimiser and batch keys (``lr_d``, ...)."""
-    from bench import presets
-    from bench.datasets import DATASETS
-    from methods import METHODS
-
-    unknown = sorted(set(settings) - set(RUN_SETTINGS))
-    if unknown:
-        raise BenchError(f"unknown run setting {', '.join(unknown)}; the run settings are: {', '.join(RUN_SETTINGS)}")
-    dataset_cls = DATASETS.get(dataset)
-    method_cls = METHODS.get(method)
-    if hparams not in HPARAMS:
-        raise BenchError(f"unknown --hparams {hparams!r}; choose from: {', '.join(HPARAMS)}")
-    method_options, user_keys = split_run_keys(dict(method_options or {}))
-    user_keys = parse_run_keys(method, user_keys)
-    recipe = check_recommended(method, method_cls) if hparams == "recommended" else {}
-    recipe_options, recipe_keys = split_run_keys(recipe)
-    preset = presets.get(profile) if presets.is_preset(profile) else None
-    if preset:
+def protocol_layer(profile: str, dataset_cls, dataset_options: dict, hparams: str) -> tuple[Layer, object]:
+    """The dataset's profile, or the preset that replaces it (with its optimiser; its method
+    options, which depend on the user's, are added by :func:`resolve`)."""
+    dataset = dataset_cls.registered_name
+    if presets.is_preset(profile):
+        preset = presets.get(profile)
         if hparams != "shared":
             raise BenchError(f"preset {profile!r} fixes every network's optimiser (its paper's); "
                              f"--hparams {hparams} does not apply to it")
-        defaults = presets.defaults(profile, dataset)
-        presets.check_dataset_options(profile, dataset, dict(dataset_options or {}))
-        recipe_keys = parse_run_keys(f"preset {profile}", dict(preset.optimizer))
-    elif profile in dataset_cls.profiles:
-        defaults = {**OPTIONAL_SETTINGS, **dataset_cls.profiles[profile]}
-    else:
-        covering = [p for p in presets.PRESETS.names() if dataset in presets.get(p).settings]
-        raise BenchError(f"dataset {dataset!r} has no profile {profile!r}; choose from: "
-                         f"{', '.join([*dataset_cls.profiles, *covering])}")
+        settings = presets.defaults(profile, dataset)
+        presets.check_dataset_options(profile, dataset, dataset_options)
+        return Layer(f"preset {profile}", settings, parse_run_keys(f"preset {profile}", dict(preset.optimizer))), preset
+    if profile in dataset_cls.profiles:
+        return Layer(f"profile {profile}", {**OPTIONAL_SETTINGS, **dataset_cls.profiles[profile]}), None
+    covering = [p for p in presets.PRESETS.names() if dataset in presets.get(p).settings]
+    raise BenchError(f"dataset {dataset!r} has no profile {profile!r}; choose from: "
+                     f"{', '.join([*dataset_cls.profiles, *covering])}")
+
+
+def recommended_layer(method: str, method_cls, hparams: str) -> Layer:
+    """Under ``--hparams recommended``: the method's paper's optimiser, batch and options."""
+    if hparams != "recommended":
+        return Layer("shared")
+    options, keys = split_run_keys(check_recommended(method, method_cls))
+    batch = {"batch_size": keys["batch_size"]} if "batch_size" in keys else {}
+    return Layer(f"{method} recommended", batch, keys, options)
+
+
+def user_layer(method: str, method_options: dict, settings: dict) -> Layer:
+    """What the user gave: run settings (None keeps the defaults), option text, optimiser keys."""
+    unknown = sorted(set(settings) - set(RUN_SETTINGS))
+    if unknown:
+        raise BenchError(f"unknown run setting {', '.join(unknown)}; the run settings are: {', '.join(RUN_SETTINGS)}")
     given = {k: v for k, v in settings.items() if v is not None}
     if given.get("budget_seconds") is not None:
         if "steps" in given:
             raise BenchError("give a budget in steps (--steps) or in seconds (--budget-seconds), not both")
         given["steps"] = None
-    if "batch_size" in recipe_keys:  # the policy's batch; --batch-size and --set NAME.batch_size win
-        defaults["batch_size"] = recipe_keys["batch_size"]
-    run = {**defaults, **given}
+    options, keys = split_run_keys(dict(method_options or {}))
+    return Layer("user", given, parse_run_keys(method, keys), options)
+
+
+def _method_options(method: str, defaults: dict, options: dict) -> tuple[object, dict, dict]:
+    """The method built once from its defaults on this run and the user's options (its
+    constructor checks the rules between options), with every option, and with the defaults alone
+    (normalised alike: a default of 1 and a given 1.0 must hash alike)."""
+    given = METHODS.validate(method, {**defaults, **options})
+    built = METHODS.create(method, **given)
+    full = METHODS.validate(method, {**METHODS.defaults(method), **given})
+    default = METHODS.validate(method, {**METHODS.defaults(method), **METHODS.validate(method, defaults)})
+    return built, _plain(full), _plain(default)
+
+
+def _optimizers(method: str, networks: list[str], lr: float, lr_given: bool, layers: list[Layer]) -> tuple[dict, dict]:
+    """Each network's optimiser: Adam(lr, BETAS) for all, then each layer's keys in order (an
+    explicit --lr sets every network before the user's keys). Returns it and the user's keys that
+    changed it."""
+    optimizers = {net: {"betas": BETAS, "lr": lr, "name": "adam"} for net in networks}
+    *defaults, user = layers
+    for layer in defaults:
+        keys = {k: v for k, v in layer.keys.items() if key_family(k)[1] in (None, *networks)}  # gmn has no D
+        optimizers = apply_optimizer_keys(layer.name, optimizers, keys)
+    if lr_given:
+        optimizers = apply_optimizer_keys(method, optimizers, {"lr": lr})
+    baseline = optimizers
+    optimizers = apply_optimizer_keys(method, baseline, user.keys)
+    changed = {k: v for k, v in user.keys.items() if k != "batch_size" and any(
+        optimizers[n] != baseline[n] for n in ([key_family(k)[1]] if key_family(k)[1] else networks))}
+    return optimizers, changed
+
+
+def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", method_options: dict | None = None,
+            dataset_options: dict | None = None, label: str | None = None, device: str = "auto",
+            threads: int | None = None, hparams: str = "shared", plugins: tuple = (), **settings) -> RunSpec:
+    """Defaults, policy and the user's overrides -> one validated :class:`RunSpec`; raises
+    BenchError on anything impossible. ``settings`` are run settings (steps, lr, ...); None keeps
+    the default. ``method_options`` may hold the optimiser and batch keys (``lr_d``, ...).
+
+    The layers, later ones winning: the dataset's method defaults, the profile or preset (run
+    settings, optimiser, the paper's method options), the method's recommended recipe under
+    ``--hparams recommended``, the user's overrides."""
+    dataset_cls, method_cls = DATASETS.get(dataset), METHODS.get(method)
+    if hparams not in HPARAMS:
+        raise BenchError(f"unknown --hparams {hparams!r}; choose from: {', '.join(HPARAMS)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise BenchError(f"seed must be an integer >= 0; got {seed!r}")
-    for name in ("batch_size", "noise_dim", "width", "depth", "eval_points"):
-        _positive_int(name, run[name])
-    for name in ("steps", "train_size"):
-        if run[name] is not None:
-            _positive_int(name, run[name])
-    if run["budget_seconds"] is not None and not (isinstance(run["budget_seconds"], (int, float))
-                                                  and 0 < run["budget_seconds"] < math.inf):
-        raise BenchError(f"budget_seconds must be a positive number of seconds; got {run['budget_seconds']!r}")
-    if run["batch_size"] < 2:
-        raise BenchError(f"batch_size must be at least 2 (MMD needs pairs); got {run['batch_size']}")
-    if not (isinstance(run["lr"], (int, float)) and run["lr"] > 0 and math.isfinite(run["lr"])):
-        raise BenchError(f"lr must be a positive number; got {run['lr']!r}")
-    run["lr"] = float(run["lr"])
-    if run["noise"] not in ("gaussian", "uniform"):
-        raise BenchError(f"unknown noise {run['noise']!r}; choose from gaussian, uniform")
-    from methods.networks import ARCHS
-    if run["arch"] not in ARCHS[dataset_cls.kind]:
-        raise BenchError(f"unknown arch {run['arch']!r} for {dataset}; choose from: {', '.join(ARCHS[dataset_cls.kind])}")
     if device not in ("auto", "cpu", "cuda"):
         raise BenchError(f"unknown device {device!r}; choose from auto, cpu, cuda")
+    dataset_options = dict(dataset_options or {})
+    user = user_layer(method, method_options, settings)
+    recipe = recommended_layer(method, method_cls, hparams)
+    protocol, preset = protocol_layer(profile, dataset_cls, dataset_options, hparams)
+    user.options = METHODS.validate(method, user.options)  # text from --set -> typed values
+    if preset:
+        protocol.options = preset.method_defaults(method, user.options)
+    on_dataset = Layer(f"dataset {dataset}", options={**dataset_cls.method_defaults(method, user.options),
+                                                       **method_cls.dataset_defaults(dataset_cls, user.options)})
+    layers = [on_dataset, protocol, recipe, user]
 
-    method_options = METHODS.validate(method, method_options)  # text from --set -> typed values
-    on_dataset = {**dataset_cls.method_defaults(method, method_options), **recipe_options,
-                  **(preset.method_defaults(method, method_options) if preset else {})}
-    built, m_opts = _canonical_options(METHODS, method, method_options, on_dataset)
-    m_defaults = _canonical_options(METHODS, method, {}, on_dataset)[1] if method_options else m_opts
+    defaults = {}
+    for layer in layers[:-1]:
+        defaults.update(layer.settings)
+    run = {**defaults, **user.settings}
+    for name in RUN_SETTINGS:
+        run[name] = check_setting(name, run[name])
+    check_arch(run["arch"], dataset, dataset_cls.kind)
+
+    option_defaults = {}
+    for layer in layers[:-1]:
+        option_defaults.update(layer.options)
+    built, m_opts, m_defaults = _method_options(method, option_defaults, user.options)
     if m_opts.get("code_space") == "autoencoder" and not hasattr(dataset_cls, "autoencoder"):
         raise BenchError(f"{method} with code_space=autoencoder needs a dataset with an autoencoder (mnist); "
                          f"{dataset} has none")
-    d_opts = _dataset_options(dataset, dict(dataset_options or {}))
-    d_defaults = signature_defaults(dataset_cls)
+    d_opts = _dataset_options(dataset, dataset_options)
 
     networks = ["generator"] + (["discriminator"] if built.uses_discriminator else [])
-    shared = {net: {"betas": BETAS, "lr": run["lr"], "name": "adam"} for net in networks}
-    recipe_keys = {k: v for k, v in recipe_keys.items() if _family(k)[1] in (None, *networks)}  # gmn has no D
-    baseline = apply_optimizer_keys(f"{method} recommended", shared, recipe_keys)
-    if "lr" in given:  # --lr, given explicitly, sets every network of every method
-        baseline = apply_optimizer_keys(method, baseline, {"lr": run["lr"]})
-    optimizers = apply_optimizer_keys(method, baseline, user_keys)
-    keys_changed = {k: v for k, v in user_keys.items() if k != "batch_size" and any(
-        optimizers[n] != baseline[n] for n in ([_family(k)[1]] if _family(k)[1] else networks))}
-    inputs = getattr(built, "discriminator_inputs", 1) if built.uses_discriminator else 1
+    optimizers, keys_changed = _optimizers(method, networks, run["lr"], "lr" in user.settings, layers)
+    inputs = built.discriminator_inputs if built.uses_discriminator else 1
     if preset and preset.packed_batch:  # the preset's batch counts D's inputs; the user's counts samples
         defaults["batch_size"] *= inputs
-        if "batch_size" not in given:
+        if "batch_size" not in user.settings:
             run["batch_size"] = defaults["batch_size"]
     run_overrides = {k: v for k, v in run.items() if v != defaults.get(k)}
-    if user_keys.get("batch_size", run["batch_size"]) != run["batch_size"]:
-        keys_changed["batch_size"] = run["batch_size"] = user_keys["batch_size"]
+    if user.keys.get("batch_size", run["batch_size"]) != run["batch_size"]:  # --set NAME.batch_size
+        keys_changed["batch_size"] = run["batch_size"] = user.keys["batch_size"]
     if run["batch_size"] % inputs:
         raise BenchError(f"{method} feeds its discriminator {inputs} samples at once (pack={inputs}): the batch "
                          f"size must be a multiple of {inputs}; it is {run['batch_size']}")
-    neutral = getattr(method_cls, "neutral_options", {}) or {}
+    neutral = method_cls.neutral_options or {}
     identity_options = {k: v for k, v in m_opts.items() if not (k in neutral and v == neutral[k])}
+    d_defaults = DATASETS.defaults(dataset)
     run_overrides.update({f"{dataset}.{k}": v for k, v in d_opts.items()
                           if k not in NOT_IDENTITY_OPTIONS and v != d_defaults.get(k)})
     return RunSpec(method=method, dataset=dataset, seed=seed, profile=profile,
@@ -392,19 +325,19 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
                    method_overrides=_freeze({**{k: v for k, v in m_opts.items() if v != m_defaults.get(k)},
                                              **keys_changed}),
                    run_overrides=_freeze(run_overrides), label=label, device=device, threads=threads,
-                   **{k: run[k] for k in RUN_SETTINGS})
+                   plugins=tuple(plugins), **{k: run[k] for k in RUN_SETTINGS})
 
 
 _DATASET_CACHE: dict[str, dict] = {}
 
 
 def _dataset_options(name: str, options: dict) -> dict:
-    """Validate a dataset's options once per distinct set (building MNIST reads 55 MB)."""
-    from bench.datasets import DATASETS
+    """A dataset's options, every one, validated; the dataset is opened once per distinct set of
+    options, so that missing or corrupt data files stop the command before anything trains
+    (MNIST's files are read and checksummed once per process)."""
     key = canonical_json([name, options])
     if key not in _DATASET_CACHE:
         options = DATASETS.validate(name, options)
         DATASETS.create(name, **options)
-        full = DATASETS.validate(name, {**signature_defaults(DATASETS.get(name)), **options})
-        _DATASET_CACHE[key] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in full.items()}
+        _DATASET_CACHE[key] = _plain(DATASETS.validate(name, {**DATASETS.defaults(name), **options}))
     return dict(_DATASET_CACHE[key])

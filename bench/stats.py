@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from statsmodels.stats.multitest import multipletests
 
 LEVEL = 0.95
 ALPHA = 1 - LEVEL
@@ -96,7 +97,6 @@ def holm(pvalues: list[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (statsmodels), in the given order."""
     if not pvalues:
         return []
-    from statsmodels.stats.multitest import multipletests
     return [float(p) for p in multipletests(pvalues, alpha=ALPHA, method="holm")[1]]
 
 

@@ -17,72 +17,20 @@ import io
 import json
 import math
 import os
-import tempfile
-import tomllib
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from bench.registry import BenchError
+from bench import files, records
+from bench import spec as specs
+from bench.datasets import DATASETS
+from bench.errors import BenchError
+from bench.records import STATUSES
+from methods import METHODS
 
-SCHEMA = 2
 RECORD = "record.json"
 LOCK = ".lock"
-FINISHED = ("ok", "diverged")          # a run with one of these is never redone by accident
-STATUSES = FINISHED + ("error", "reference")
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: let others read shared results
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _jsonable(obj):
-    """NaN/inf are not JSON: store them as null so any JSON reader can load the record."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    return obj
-
-
-def read_toml(path: Path, what: str) -> dict:
-    """A TOML file the user gives (a study, the published results); BenchError saying why it cannot be read."""
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except OSError as err:
-        raise BenchError(f"{what} {path} cannot be read: {err.strerror or err}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise BenchError(f"{what} {path} is not valid TOML: {err}") from None
-
-
-def write_json(path: Path, data: dict) -> None:
-    text = json.dumps(_jsonable(data), indent=1, allow_nan=False)
-    atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def write_npz(path: Path, **arrays) -> None:
-    atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def run_dir(out: Path, spec) -> Path:
@@ -104,10 +52,10 @@ def write_run(folder: Path, samples, record: dict) -> dict:
         np.savez_compressed(buffer, samples=samples)
         data = buffer.getvalue()
         name = f"samples-{hashlib.sha256(data).hexdigest()[:12]}.npz"
-        atomic_write(folder / name, lambda f: f.write(data))
+        files.atomic_write(folder / name, lambda f: f.write(data))
     record = {**record, "samples_file": name}
     record.pop("path", None)
-    write_json(folder / RECORD, record)
+    files.write_json(folder / RECORD, record)
     if old and old.get("samples_file") not in (None, name):
         (folder / old["samples_file"]).unlink(missing_ok=True)
     return {**record, "path": str(folder)}
@@ -119,7 +67,7 @@ def claim(folder: Path, wait: bool = False) -> int | None:
     its locks."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(folder / LOCK, os.O_CREAT | os.O_RDWR, 0o666 & ~_umask())
+        fd = os.open(folder / LOCK, os.O_CREAT | os.O_RDWR, 0o666 & ~files.umask())
     except OSError as err:
         raise BenchError(f"cannot write in {folder} ({err.strerror or err}); results must go to a folder "
                          f"you can write to (--out)") from None
@@ -149,8 +97,6 @@ def _check_record(data, path: Path) -> dict:
     for key, kind, what in (("method", str, "a name"), ("dataset", str, "a name"), ("seed", int, "an integer")):
         if not isinstance(spec.get(key), kind) or isinstance(spec.get(key), bool):
             bad(f"spec field {key!r} missing or not {what}")
-    from bench.datasets import DATASETS
-    from methods import METHODS
     if spec["dataset"] not in DATASETS.names():
         bad(f"its dataset {spec['dataset']!r} is not registered here; known: {', '.join(DATASETS.names())}")
     if data.get("status") != "reference" and spec["method"] not in METHODS.names():
@@ -188,12 +134,11 @@ def _upgrade(record: dict) -> dict:
     'config', or a spec of an older spec version), so it has the run id that a new run of the same
     configuration has and resume finds it. A record of a method or option that no longer exists
     keeps its own id and its name."""
-    from bench import spec as specs
     old = record.pop("config") if "config" in record else record["spec"]
     record["samples_file"] = record.get("samples_file", "samples.npz")
     if record["status"] == "reference":
-        record.update(spec=old, variant=old["method"], run_id=f"reference-{old['method']}",
-                      variant_id=f"reference-{old['method']}")
+        run_id, variant_id = records.reference_ids(old)
+        record.update(spec=old, variant=old["method"], run_id=run_id, variant_id=variant_id)
         return record
     try:
         settings = {k: old.get(k) for k in specs.RUN_SETTINGS}
@@ -210,8 +155,7 @@ def _upgrade(record: dict) -> dict:
 
 
 def _current(record: dict) -> bool:
-    from bench.spec import SPEC_VERSION
-    return "spec" in record and (record.get("identity") or {}).get("spec_version") == SPEC_VERSION \
+    return "spec" in record and (record.get("identity") or {}).get("spec_version") == specs.SPEC_VERSION \
         or record.get("status") == "reference" and "spec" in record
 
 
@@ -223,6 +167,8 @@ def load_records(out: Path) -> list[dict]:
     for path in sorted(Path(out).glob(f"runs/**/{RECORD}")):
         record = read_record(path)
         record = record if _current(record) else _upgrade(record)
+        if record["status"] == "reference":  # keyed by what it is, whichever bench wrote it
+            record["run_id"], record["variant_id"] = records.reference_ids(record["spec"])
         record["path"] = str(path.parent)
         kept = by_id.get(record["run_id"])
         if kept is None or record.get("schema", 1) >= kept.get("schema", 1):

@@ -14,18 +14,22 @@ import itertools
 import re
 import resource
 import sys
-import time
 from pathlib import Path
 
-from bench import presets, store
-from bench import spec as specs
-from bench.executors import check_ray_address, cores, make_executor, resolve_executor
-from bench.registry import BenchError
+from tqdm import tqdm
 
-# How each run setting is read from text (--steps, --sweep lr=..., study files).
-SETTING_TYPES = {"steps": int, "budget_seconds": float, "batch_size": int, "lr": float, "noise": str,
-                 "noise_dim": int, "arch": str, "width": int, "depth": int, "eval_points": int, "train_size": int,
-                 "hparams": str}
+from bench import environment, files, plugins as plugin_lib, presets, records, report, store
+from bench import spec as specs
+from bench.datasets import DATASETS
+from bench.errors import BenchError
+from bench.executors import check_ray_address, cores, make_executor, resolve_executor
+from bench.harness import evaluate_calibration
+from bench.settings import RUN_SETTINGS
+from methods import METHODS
+
+# How each run setting is read from text (--steps, --sweep lr=..., study files); hparams, the
+# policy, is swept and set like one.
+SETTING_TYPES = {**{name: s.kind for name, s in RUN_SETTINGS.items()}, "hparams": str}
 
 
 # ------------------------------------------------------------------------------------ parsing
@@ -130,9 +134,6 @@ def plan(methods=None, datasets=None, seeds=(0,), profile=None, options=None, sw
     product); labels: {"gmn[kernel=energy]": "GMN energy"}; plugins: ["my_loss.py", "my_module"]
     (imported here and by every worker); hparams: "shared" (default) or "recommended"; profile:
     each dataset's "quick" (default) or "paper"; preset: a paper's protocol instead (bench list)."""
-    from bench import plugins as plugin_lib
-    from bench.datasets import DATASETS
-    from methods import METHODS
     if isinstance(plugins, str):
         plugins = [plugins]
     plugin_lib.load_plugins(plugins)
@@ -148,8 +149,8 @@ def plan(methods=None, datasets=None, seeds=(0,), profile=None, options=None, sw
     if methods is None and METHODS.problems:
         raise BenchError(f"cannot run every method: {next(iter(METHODS.problems.values()))}; "
                          f"name the methods to run with --methods")
-    methods = _names(METHODS, methods if methods is not None else METHODS.names())
-    datasets = _names(DATASETS, datasets)
+    methods = _chosen(METHODS, methods if methods is not None else METHODS.names())
+    datasets = _chosen(DATASETS, datasets)
     seeds = parse_seeds(seeds)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise BenchError(f"--jobs takes a positive integer (processes at once); got {jobs!r}")
@@ -202,7 +203,7 @@ def plan(methods=None, datasets=None, seeds=(0,), profile=None, options=None, sw
             for m in methods:
                 for s in seeds:
                     spec = specs.resolve(m, d, s, profile, opts.get(m, {}), opts.get(d, {}), device=device,
-                                         threads=threads, **run)
+                                         threads=threads, plugins=plugins, **run)
                     if spec.variant in labels:
                         spec = dataclasses.replace(spec, label=labels[spec.variant])
                     if spec.run_id not in seen:  # a sweep of gan.d_steps leaves gmn's runs alone
@@ -214,7 +215,7 @@ def plan(methods=None, datasets=None, seeds=(0,), profile=None, options=None, sw
                 {d: resolved.get(d, options.get(d, {})) for d in datasets}, profile, plugins)
 
 
-def _names(registry, names) -> list[str]:
+def _chosen(registry, names) -> list[str]:
     if isinstance(names, str):
         return registry.parse(names)
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
@@ -230,7 +231,7 @@ STUDY_KEYS = {"methods", "datasets", "seeds", "profile", "preset", "out", "jobs"
 def read_study(path: Path) -> dict:
     """A TOML study file -> keyword arguments of :func:`plan`; every key and type checked."""
     path = Path(path)
-    data = store.read_toml(path, "study file")
+    data = files.read_toml(path, "study file")
     unknown = sorted(set(data) - STUDY_KEYS)
     if unknown:
         raise BenchError(f"study file {path}: unknown key {', '.join(unknown)}; allowed: {', '.join(sorted(STUDY_KEYS))}")
@@ -297,8 +298,6 @@ def _check_writable(out: Path) -> None:
 def prepare(plan_: Plan) -> None:
     """Build once, before fanning out, what every worker would otherwise build at the same time:
     the MNIST classifier/autoencoder caches and the KeOps formulas of the evaluation."""
-    from bench import environment
-    from bench.datasets import DATASETS
     device = environment.resolve_device(plan_.device)
     done = set()
     for spec in plan_.specs:
@@ -316,22 +315,19 @@ def prepare(plan_: Plan) -> None:
 
 def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) -> Outcome:
     """Run what the plan holds and is not finished yet, store each record as it arrives."""
-    from tqdm import tqdm
-
-    from bench.harness import evaluate_calibration
     out = plan_.out
     existing = {r["run_id"]: r for r in store.load_records(out)} if (out / "runs").exists() else {}
     executor = make_executor(plan_.executor, plan_.jobs, plan_.threads or 1, plan_.address,
-                             progress=progress and plan_.executor == "sequential", plugins=plan_.plugins)
+                             progress=progress and plan_.executor == "sequential")
     try:
         _check_writable(out)
     except BenchError:
         executor.close()
         raise
-    finished = {rid for rid, r in existing.items() if r["status"] in store.FINISHED}
+    finished = {rid for rid, r in existing.items() if r["status"] in records.FINISHED}
     if presets.is_preset(plan_.profile):  # say up front when a preset's rows will not be comparable
-        verdicts = [presets.comparability(s.to_dict()) for s in plan_.specs]
-        for note in dict.fromkeys(why for comparable, why in verdicts if not comparable):
+        verdicts = [s.preset_verdict() for s in plan_.specs]
+        for note in dict.fromkeys(v["note"] for v in verdicts if not v["comparable"]):
             log(f"{plan_.profile}: {note}: not comparable with the published numbers (the report says so per row)")
     todo = [s for s in plan_.specs if force or s.run_id not in finished]
     skipped = len(plan_.specs) - len(todo)
@@ -351,7 +347,7 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
                 busy.append(folder)
                 continue
             if not force and (folder / store.RECORD).exists() and \
-                    store.read_record(folder / store.RECORD)["status"] in store.FINISHED:
+                    store.read_record(folder / store.RECORD)["status"] in records.FINISHED:
                 store.release(fd)  # finished by another process since we looked
                 skipped += 1
                 continue
@@ -364,7 +360,7 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
         bar = tqdm(total=len(claimed), unit="run", desc="study", disable=not progress or None, dynamic_ncols=True,
                    position=0)
         for spec, record, samples in executor.map(claimed):
-            record["runtime"] = {"executor": plan_.executor, "jobs": plan_.jobs, "threads": spec.threads}
+            record = records.stamp_runtime(record, plan_.executor, plan_.jobs, spec.threads)
             try:
                 store.write_run(store.run_dir(out, spec), samples, record)
             except OSError as err:
@@ -420,71 +416,7 @@ def study(methods=None, datasets=None, seeds=(0,), out="results", *, force=False
 
     Keyword arguments are those of :func:`plan` (profile, options, sweep, labels, jobs, threads,
     executor, address, device, and run settings such as steps or budget_seconds)."""
-    from bench import report
     plan_ = plan(methods, datasets, seeds, out=out, **kwargs)
     outcome = execute(plan_, force=force, progress=progress, log=(lambda *a: None) if quiet else print)
     tables = report.build(plan_.out, print_fn=(lambda *a: None) if quiet else print)
     return StudyResult(outcome, tables.runs, tables.summary, tables.comparison, tables.figures)
-
-
-# ------------------------------------------------------------------------- executor benchmark
-def benchmark(steps: int = 400, seeds: int = 4, out: Path = Path("results/perf"), log=print):
-    """``python -m bench perf study``: one toy study (3 methods × 2 datasets × ``seeds`` seeds,
-    ``steps`` steps) run four ways in one session — one process at torch's default threads, one
-    process at 1 thread, ``--jobs 2`` and Ray with 2 workers — then resumed with nothing left to
-    do. Prints throughputs and ratios; checks that every way gave the same metrics."""
-    import shutil
-    import subprocess
-    import tempfile
-
-    import pandas as pd
-
-    from bench import report
-    ways = [("jobs 1, default threads", dict(jobs=1)), ("jobs 1, 1 thread", dict(jobs=1, threads=1)),
-            ("jobs 2 (1 thread each)", dict(jobs=2)), ("ray, 2 workers", dict(jobs=2, executor="ray"))]
-    root = Path(tempfile.mkdtemp(prefix="bench-perf-study-"))
-    rows, finals = [], {}
-    try:
-        for name, how in ways:
-            folder = root / name.split(" (")[0].replace(" ", "-").replace(",", "")
-            p = plan(["gmn", "gan", "nsgan"], ["ring8", "grid25"], list(range(seeds)), out=folder, steps=steps,
-                     eval_points=1, device="cpu", **how)
-            t0 = time.perf_counter()
-            outcome = execute(p, progress=False, log=lambda *a: None)
-            seconds = time.perf_counter() - t0
-            if outcome.failed:
-                raise BenchError(f"{outcome.failed} runs failed under {name}; see {folder}")
-            finals[name] = report.runs_table(store.load_records(folder)).sort_values(
-                ["dataset", "variant", "seed"])[["mmd2", "energy", "modes_covered", "high_quality_pct"]].to_numpy()
-            rows.append({"way": name, "runs": outcome.ran, "seconds": seconds, "runs_per_minute": 60 * outcome.ran / seconds,
-                         "threads_per_run": p.threads or "default"})
-            log(f"  {name:<26} {outcome.ran} runs in {seconds:6.1f} s")
-        t0 = time.perf_counter()
-        resumed = subprocess.run([sys.executable, "-m", "bench", "run", "--methods", "gmn,gan,nsgan", "--datasets",
-                                  "ring8,grid25", "--seeds", f"0-{seeds - 1}", "--steps", str(steps), "--eval-points", "1",
-                                  "--device", "cpu", "--out", str(root / "jobs-1-default-threads"), "--no-progress"],
-                                 capture_output=True, text=True)
-        resume_seconds = time.perf_counter() - t0
-        if resumed.returncode != 0:
-            raise BenchError(f"the resumed study failed: {resumed.stderr.strip().splitlines()[-1:]}")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    df = pd.DataFrame(rows).set_index("way")
-    rate = df["runs_per_minute"]
-    base = finals[ways[0][0]]
-    same = {name: bool(((f == base) | (pd.isna(f) & pd.isna(base))).all()) for name, f in finals.items()}
-    ratios = {
-        "jobs 2 / jobs 1 at 1 thread (target ≥ 1.8)": rate[ways[2][0]] / rate[ways[1][0]],
-        "jobs 2 / jobs 1 at default threads (target ≥ 1)": rate[ways[2][0]] / rate[ways[0][0]],
-        "ray / jobs 2 throughput (target ≥ 1/1.15 = 0.87)": rate[ways[3][0]] / rate[ways[2][0]],
-    }
-    df["same_metrics_as_first"] = pd.Series(same)
-    log("\n" + df.to_string(float_format=lambda v: f"{v:.3g}"))
-    for text, value in ratios.items():
-        log(f"{text}: {value:.2f}")
-    log(f"resumed study with nothing left to do (whole command, imports included; target < 10 s): "
-        f"{resume_seconds:.1f} s")
-    out = Path(out)
-    store.atomic_write(out / "study_cpu.csv", lambda f: f.write(
-        df.assign(resume_seconds=resume_seconds).to_csv().encode()))
-    return df, ratios, resume_seconds

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import io
 import json
 import os
@@ -41,7 +42,11 @@ from typing import Callable
 import torch
 
 from bench import options as opts_lib
-from bench.registry import BenchError
+from bench import records
+from bench.errors import BenchError
+from bench.harness import build, train_and_evaluate
+from bench.spec import from_dict, resolve
+from methods import METHODS
 
 TINY = dict(steps=6, batch_size=16, eval_points=1, device="cpu")
 
@@ -61,13 +66,11 @@ class Case:
     cache: dict = dataclasses.field(default_factory=dict)
 
     def spec(self, seed: int = 0, options: dict | None = None):
-        from bench.spec import resolve
         return resolve(self.name, self.dataset, seed, method_options=self.options if options is None else options,
                        **self.settings)
 
     def run(self, key: str = "first"):
         """The whole harness run of the spec (record, samples), computed once per key."""
-        from bench.harness import train_and_evaluate
         if key not in self.cache:
             self.cache[key] = train_and_evaluate(self.spec())
         return self.cache[key]
@@ -75,13 +78,11 @@ class Case:
 
 # --------------------------------------------------------------------------------- the checks
 def check_contract(case: Case) -> None:
-    from methods import METHODS
     faults = METHODS.faults(case.name, case.cls)
     assert not faults, "; ".join(faults)
 
 
 def check_step_returns_detached_finite_scalars(case: Case) -> None:
-    from bench.harness import build
     _, _, method, nets, real = build(case.spec())
     for _ in range(2):
         losses = method.step(nets, real)
@@ -98,7 +99,6 @@ def check_step_returns_detached_finite_scalars(case: Case) -> None:
 
 
 def check_parameters_change(case: Case) -> None:
-    from bench.harness import build
     _, _, method, nets, real = build(case.spec())
     nets_to_check = {"generator": nets.generator}
     if method.uses_discriminator:
@@ -127,10 +127,6 @@ def option_text(value) -> str | None:
 
 
 def check_options_round_trip(case: Case) -> None:
-    import inspect
-
-    from bench.spec import from_dict
-    from methods import METHODS
     method = METHODS.create(case.name, **case.options)
     settings = method.options()
     params = [p for p in inspect.signature(case.cls).parameters if p != "self"]
@@ -166,8 +162,6 @@ def bad_value(constraint):
 
 
 def check_rejects_bad_values(case: Case) -> None:
-    import inspect
-
     constraints = getattr(case.cls, "constraints", None) or {}
     params = [p for p in inspect.signature(case.cls).parameters if p != "self"]
     undeclared = [p for p in params if p not in constraints]
@@ -218,8 +212,7 @@ def _captured_output():
 
 
 def check_no_files_no_output(case: Case) -> None:
-    from bench import environment
-    environment.describe(torch.device("cpu"))  # libraries' own import-time notices are not the method's
+    records.describe_environment(torch.device("cpu"))  # libraries' own import-time notices are not the method's
     here = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="bench-check-") as folder:
         os.chdir(folder)
@@ -245,7 +238,6 @@ def check_same_seed_same_result(case: Case) -> None:
 
 
 def check_picklable(case: Case) -> None:
-    from bench.harness import build
     _, _, method, nets, real = build(case.spec())
     method.step(nets, real)
     try:
@@ -273,12 +265,11 @@ def _slug(text: str) -> str:
 def _registered(method):
     """(name, class): a registered name as is; a class under its registered name, or registered
     for the duration of the check."""
-    from methods import METHODS
     if isinstance(method, str):
         yield method, METHODS.get(method)
         return
     name = getattr(method, "registered_name", None)
-    if name in METHODS.names() and METHODS._entries[name] is method:
+    if name in METHODS.names() and METHODS.get(name) is method:
         yield name, method
         return
     name = f"check-{_slug(getattr(method, '__name__', 'method'))}"

@@ -15,11 +15,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
+import seaborn as sns
 import torch
 from scipy.stats import gaussian_kde
 
-from bench import report, store
+from bench import files, report
 from bench.datasets import DATASETS
 from bench.harness import train_and_evaluate
 from bench.spec import resolve
@@ -200,7 +202,6 @@ def saturation_experiment(d_steps=600, every=50, train_steps=300, seed=0, data_m
 
 # ------------------------------------------------------------------------------ figures
 def _plot_optimal(curves: pd.DataFrame, path: Path):
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(curves["x"], curves["D*"], label="D* = p_data/(p_data+p_g)", lw=2.5, c="k")
     ax.plot(curves["x"], curves["D (trained)"], label="D trained alone", lw=1.5, c="C3", ls="--")
@@ -213,12 +214,10 @@ def _plot_optimal(curves: pd.DataFrame, path: Path):
     ax.set_ylim(-0.02, 1.02)
     fig.legend(loc="upper left", bbox_to_anchor=(0.08, 0.95), fontsize=8)
     fig.tight_layout()
-    report._save(fig, path, 110)
+    report.save_figure(fig, path, 110)
 
 
 def _plot_equilibrium(densities: pd.DataFrame, datasets, path: Path):
-    import matplotlib.pyplot as plt
-    import seaborn as sns
     methods = list(dict.fromkeys(densities["method"]))
     fig, axes = plt.subplots(len(datasets), len(methods), figsize=(3.6 * len(methods), 3 * len(datasets)),
                              squeeze=False)
@@ -239,11 +238,10 @@ def _plot_equilibrium(densities: pd.DataFrame, datasets, path: Path):
             ax.set_title(f"{method} on {name}", fontsize=9)
             ax.legend(fontsize=6)
     fig.tight_layout()
-    report._save(fig, path, 100)
+    report.save_figure(fig, path, 100)
 
 
 def _plot_saturation(fixed: pd.DataFrame, training: pd.DataFrame, data_mean: float, path: Path):
-    import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.loglog(fixed["mean D(G(z))"], fixed["‖∇G‖ minimax (gan)"], "o-", label="minimax: log(1 − D(G(z)))")
     a.loglog(fixed["mean D(G(z))"], fixed["‖∇G‖ non-saturating (nsgan)"], "s-", label="non-saturating: −log D(G(z))")
@@ -260,7 +258,7 @@ def _plot_saturation(fixed: pd.DataFrame, training: pd.DataFrame, data_mean: flo
     b.set_title("first steps of training: does G move towards the data?", fontsize=9)
     b.legend(fontsize=8)
     fig.tight_layout()
-    report._save(fig, path, 110)
+    report.save_figure(fig, path, 110)
 
 
 def run_all(out: Path, quick: bool = False, progress: bool = True, print_fn=print) -> dict[str, pd.DataFrame]:
@@ -278,8 +276,8 @@ def run_all(out: Path, quick: bool = False, progress: bool = True, print_fn=prin
     tables = {"optimal_discriminator": optimal, "equilibrium": equilibrium, "saturation": fixed,
               "saturation_training": training}
     for name, table in tables.items():
-        store.atomic_write(out / f"{name}.csv", lambda f, t=table: f.write(t.to_csv(index=False).encode()))
-        store.atomic_write(out / f"{name}.md", lambda f, t=table: f.write(t.to_markdown(index=False).encode()))
+        files.atomic_write(out / f"{name}.csv", lambda f, t=table: f.write(t.to_csv(index=False).encode()))
+        files.atomic_write(out / f"{name}.md", lambda f, t=table: f.write(t.to_markdown(index=False).encode()))
         print_fn(f"\n{name}\n{table.to_string(index=False, float_format=lambda v: f'{v:.4g}')}")
     print_fn(f"\nfigures and tables: {out}/")
     return tables

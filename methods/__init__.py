@@ -1,16 +1,15 @@
 """Training objectives, one module each. A module registers its method with
-``@register_method("name")``; every module in this package is imported here, so adding a
-method to this checkout is adding one file. Methods of installed distributions come from the
-entry-point group ``bench.methods`` (:mod:`bench.plugins`), and ``--plugin FILE.py`` imports one
-file for one command."""
+``@register_method("name")`` (from :mod:`methods.base`, re-exported here for plugins); every module
+in this package is imported here, so adding a method to this checkout is adding one file. Methods
+of installed distributions come from the entry-point group ``bench.methods`` (loaded by the
+registry at its first lookup), and ``--plugin FILE.py`` imports one file for one command
+(:mod:`bench.plugins`)."""
 import importlib
 import pkgutil
 
-from bench.registry import Registry
-from methods.base import Method, contract_faults
+from methods.base import METHODS, Method, Nets, register_method
 
-METHODS = Registry("method", base=Method, check=contract_faults, group="bench.methods")
-register_method = METHODS.register
+__all__ = ["METHODS", "Method", "Nets", "register_method"]
 
 _NOT_METHODS = {"base", "networks"}
 for _module in pkgutil.iter_modules(__path__):

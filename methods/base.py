@@ -1,11 +1,18 @@
-"""What the harness hands a method, and what a method must do with it."""
+"""What the harness hands a method, what a method must do with it, and the registry methods join
+(``@register_method("name")``; ``methods`` re-exports both for plugins)."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
+
+from bench.errors import BenchError
+from bench.options import option_faults
+from bench.registry import Registry
+from bench.settings import RUN_KEYS, check_recommended
 
 
 @dataclass
@@ -44,6 +51,12 @@ class Method:
     # added after runs were stored keeps their ids (pack=1 is the GAN without packing).
     neutral_options: dict = {}
 
+    @classmethod
+    def dataset_defaults(cls, dataset_cls, options: dict) -> dict:
+        """Option defaults on a dataset of this class (its ``kind``, ``channels``, ...), given the
+        user's options; the user's --set options override them."""
+        return {}
+
     def step(self, nets: Nets, real: Callable[[], torch.Tensor]) -> dict[str, torch.Tensor]:
         """One generator update (and whatever else the objective does per update).
 
@@ -69,27 +82,26 @@ def contract_faults(name: str, cls) -> list[str]:
     """What keeps ``cls`` from being registered as a method (empty if nothing): checked for every
     method, built in or plugin, when it registers. The behaviour (losses, seeds, files) is checked
     by :func:`bench.testing.check_method`."""
-    from bench.options import option_faults
-    from bench.registry import BenchError
     faults = option_faults(cls)
     if cls.step is Method.step:
         faults.append(f"{cls.__qualname__} does not implement step(nets, real)")
-    import inspect
     try:
         params = set(inspect.signature(cls).parameters) - {"self"}
     except (TypeError, ValueError):
         params = set()
-    from bench.spec import RUN_KEYS  # --set NAME.KEY routes these to the run specification, not to __init__
-    reserved = sorted(params & set(RUN_KEYS))
+    reserved = sorted(params & set(RUN_KEYS))  # --set NAME.KEY routes these to the run specification
     if reserved:
         faults.append(f"option {', '.join(reserved)} is reserved for the optimiser and batch settings "
                       f"(--set {name}.lr_d=...); rename it")
     if not isinstance(cls.recommended, dict):
         faults.append(f"recommended must be a dict; got {cls.recommended!r}")
     else:
-        from bench.spec import check_recommended
         try:
             check_recommended(name, cls)
         except BenchError as err:
             faults.append(str(err))
     return faults
+
+
+METHODS = Registry("method", base=Method, check=contract_faults, group="bench.methods")
+register_method = METHODS.register

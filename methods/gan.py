@@ -3,8 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from bench.options import Integer
-from methods import register_method
-from methods.base import Method, set_requires_grad
+from methods.base import Method, register_method, set_requires_grad
 
 
 @register_method("gan")

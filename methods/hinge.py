@@ -1,7 +1,7 @@
 """Hinge-loss GAN (Lim & Ye 2017, "Geometric GAN"; Miyato et al. 2018, "Spectral Normalization for GANs")."""
 import torch.nn.functional as F
 
-from methods import register_method
+from methods.base import register_method
 from methods.gan import MinimaxGAN
 
 

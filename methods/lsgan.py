@@ -1,6 +1,6 @@
 """Least-squares GAN (Mao et al. 2017, "Least Squares Generative Adversarial Networks")."""
 from bench.options import Real
-from methods import register_method
+from methods.base import register_method
 from methods.gan import MinimaxGAN
 
 

@@ -4,7 +4,7 @@ import torch
 
 from bench import mmd
 from bench.options import Choice, Floats, Integer, Optional, Real
-from methods import register_method
+from methods.base import register_method
 from methods.gan import MinimaxGAN
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bench.errors import BenchError
+
 
 def mlp(sizes: list[int], activation: type[nn.Module], out_activation: nn.Module | None = None) -> nn.Sequential:
     layers: list[nn.Module] = []
@@ -27,9 +29,6 @@ def mlp_discriminator(in_dim: int, width: int = 128, depth: int = 3, out_dim: in
 
 def noise_sampler(kind: str, dim: int, generator: torch.Generator, device) -> callable:
     """z ~ N(0, I) ('gaussian') or U[-1, 1] ('uniform'), drawn from the run's own stream."""
-    if kind not in ("gaussian", "uniform"):
-        raise ValueError(f"unknown noise {kind!r}; choose from gaussian, uniform")
-
     def sample(n: int) -> torch.Tensor:
         if kind == "gaussian":
             z = torch.randn(n, dim, generator=generator)
@@ -158,13 +157,17 @@ ARCHS = {kind: base + tuple(a for a, (k, _) in PAPER_ARCHS.items() if k == kind)
          for kind, base in {"points": ("mlp",), "images": ("mlp", "dcgan")}.items()}
 
 
+def check_arch(arch: str, dataset_name: str, kind: str) -> None:
+    """BenchError unless ``arch`` names networks for a dataset of this ``kind`` (points or images)."""
+    if arch not in ARCHS[kind]:
+        raise BenchError(f"unknown arch {arch!r} for {dataset_name}; choose from: {', '.join(ARCHS[kind])}")
+
+
 def build_networks(dataset, cfg, with_discriminator: bool, inputs: int = 1, outputs: int = 1):
     """The generator (and discriminator) for a dataset: identical for every method. D takes
     ``inputs`` samples concatenated (the method's ``discriminator_inputs``, PacGAN's packing) and
     returns ``outputs`` numbers (``discriminator_outputs``: 1, a logit or a critic's score; more
     for a feature map such as MMD GAN's). Image networks take and make ``dataset.channels`` channels."""
-    if cfg.arch not in ARCHS[dataset.kind]:
-        raise ValueError(f"unknown arch {cfg.arch!r}; choose from {', '.join(ARCHS[dataset.kind])}")
     if cfg.arch in PAPER_ARCHS:
         g, d = PAPER_ARCHS[cfg.arch][1](dataset, cfg.noise_dim, inputs, outputs)
         return g, (d if with_discriminator else None)

@@ -1,7 +1,7 @@
 """Non-saturating GAN: the generator loss Goodfellow et al. 2014 recommend in practice."""
 import torch.nn.functional as F
 
-from methods import register_method
+from methods.base import register_method
 from methods.gan import MinimaxGAN
 
 

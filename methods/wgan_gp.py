@@ -2,7 +2,7 @@
 import torch
 
 from bench.options import Real
-from methods import register_method
+from methods.base import register_method
 from methods.gan import MinimaxGAN
 
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from bench import environment, mnist
-from bench.registry import BenchError
+from bench import environment, mnist, records
+from bench.errors import BenchError
 
 
 @pytest.fixture(autouse=True)
@@ -98,7 +98,7 @@ def write_record(out, method, dataset, seed, final, *, profile="quick", method_o
         spec, run_id = resolved.to_dict(), resolved.run_id
         ids = {"run_id": run_id, "variant_id": resolved.variant_id, "variant": resolved.variant}
         folder = out / "runs" / dataset / method / f"seed{seed}-{run_id}"
-    record = {"schema": store.SCHEMA, **ids, "status": status, "diverged_at_step": None, "steps_done": steps,
+    record = {"schema": records.SCHEMA, **ids, "status": status, "diverged_at_step": None, "steps_done": steps,
               "spec": spec, "identity": {"spec_version": specs.SPEC_VERSION}, "final": final, "history": [],
               "environment": {"versions": {"python": "3.11.7", "torch": "2.14.1"}, "device": "cpu",
                               "device_name": "cpu: x86_64, 1 threads", "git_revision": revision}}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bench import cli, mmd, perf
-from bench.registry import BenchError
+from bench.errors import BenchError
 
 CPU = torch.device("cpu")
 
@@ -50,7 +50,7 @@ def test_calibrate_writes_crossovers_that_auto_follows():
 
 
 def test_without_calibration_auto_uses_the_shipped_defaults(monkeypatch):
-    monkeypatch.setattr(mmd, "_free_bytes", lambda device: 1 << 40)  # dense fits
+    monkeypatch.setattr(mmd, "free_bytes", lambda device: 1 << 40)  # dense fits
     n = int(mmd.KEOPS_MIN_PAIRS["cpu"] ** 0.5)
     assert mmd.explain_choice(n - 1, n - 1, 2, CPU)[1].startswith("shipped default: dense")
     if mmd.keops_status() == "ok":

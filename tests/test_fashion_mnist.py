@@ -14,7 +14,7 @@ import torch
 from bench import environment, mnist
 from bench.cli import build_parser, main, study_arguments
 from bench.datasets import DATASETS
-from bench.registry import BenchError
+from bench.errors import BenchError
 
 SPLITS = {"train": 12, "t10k": 5}  # images per split
 

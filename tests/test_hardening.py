@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from bench import store
+from bench import files, store
 from bench.cli import main
 from bench.environment import PROJECT_ROOT
 from bench.harness import train_and_evaluate
@@ -121,7 +121,7 @@ def test_a_kill_between_samples_and_record_leaves_the_old_run_whole(finished, tm
 
     def killed(path, data):
         raise KeyboardInterrupt
-    monkeypatch.setattr(store, "write_json", killed)
+    monkeypatch.setattr(files, "write_json", killed)
     with pytest.raises(KeyboardInterrupt):
         store.write_run(folder, np.ones((2500, 2), dtype=np.float32), {**old, "status": "ok"})
     assert json.loads((folder / "record.json").read_text()) == old

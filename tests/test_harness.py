@@ -8,11 +8,12 @@ import torch
 
 import subprocess
 
-from bench import environment, store
+from bench import environment
 from conftest import Exploding as ExplodingSteps
 from bench.harness import eval_schedule, eval_times, train_and_evaluate
-from bench.registry import BenchError
+from bench.errors import BenchError
 from bench.spec import resolve
+from bench import files
 from methods import METHODS
 from methods.base import Method
 
@@ -77,13 +78,13 @@ def test_budget_in_seconds_evaluates_evenly_in_time_and_records_the_steps_it_bou
 
 def test_interrupted_write_leaves_previous_file_intact(tmp_path):
     path = tmp_path / "record.json"
-    store.write_json(path, {"a": 1})
+    files.write_json(path, {"a": 1})
 
     def failing(f):
         f.write(b"{half")
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        store.atomic_write(path, failing)
+        files.atomic_write(path, failing)
     assert json.loads(path.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]  # no temporary left behind
 

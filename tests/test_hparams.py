@@ -8,7 +8,7 @@ import torch
 
 from bench.cli import main
 from bench.harness import build
-from bench.registry import BenchError
+from bench.errors import BenchError
 from bench.spec import resolve
 
 TINY = ["--steps", "6", "--eval-points", "1", "--batch-size", "16", "--no-progress", "--device", "cpu"]

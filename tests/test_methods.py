@@ -5,7 +5,7 @@ import torch
 from methods import METHODS
 from methods.base import Nets
 from methods.networks import mlp_discriminator, mlp_generator, noise_sampler
-from bench.registry import BenchError
+from bench.errors import BenchError
 
 
 def _nets(with_d, g_lr=1e-2, d_lr=1e-2):

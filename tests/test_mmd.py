@@ -151,7 +151,7 @@ def test_auto_runs_keops_and_blocked_with_their_numbers(calibrated, monkeypatch)
     assert value.item() == mmd.mmd2(x, y, "gaussian", BANDWIDTHS, "unbiased", backend="keops").item()
     assert mmd.explain_choice(150, 150, 2)[1].startswith("calibration cpu/float32: keops from N≥100")
     assert mmd.choose_backend(99, 99, 2) == "dense" and mmd.choose_backend(150, 150, 8) == "dense"
-    monkeypatch.setattr(mmd, "_free_bytes", lambda device: 1000)  # dense does not fit
+    monkeypatch.setattr(mmd, "free_bytes", lambda device: 1000)  # dense does not fit
     x, y = torch.randn(60, 100, dtype=torch.float64), torch.randn(60, 100, dtype=torch.float64) + 0.1
     value, chosen = mmd.mmd2(x, y, "gaussian", BANDWIDTHS, "unbiased", return_backend=True)
     assert chosen == "blocked"
@@ -163,7 +163,7 @@ def test_auto_falls_back_to_dense_when_keops_is_unusable(calibrated, monkeypatch
     x, y = torch.randn(150, 2, dtype=torch.float64), torch.randn(150, 2, dtype=torch.float64)
     value, chosen = mmd.mmd2(x, y, "gaussian", BANDWIDTHS, return_backend=True)
     assert chosen == "dense" and mmd.explain_choice(5000, 5000, 2)[1] == "keops unusable"
-    monkeypatch.setattr(mmd, "_free_bytes", lambda device: 1000)
+    monkeypatch.setattr(mmd, "free_bytes", lambda device: 1000)
     assert mmd.choose_backend(150, 150, 2) == "blocked"
 
 

@@ -12,7 +12,7 @@ import torch
 
 from bench import metrics, mnist
 from bench.cli import main
-from bench.registry import BenchError
+from bench.errors import BenchError
 
 TRAIN_CLASS_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 

@@ -10,7 +10,8 @@ from bench.cli import main
 from bench.datasets import DATASETS
 from bench.options import (Boolean, Choice, Floats, Integer, Optional, OptionError, Real, Text,
                            validate_options)
-from bench.registry import BenchError, Registry
+from bench.errors import BenchError
+from bench.registry import Registry
 from methods import METHODS
 from methods.base import Method
 

@@ -82,8 +82,8 @@ def make_dist(root, dist, version, module_source, methods=None, datasets=None):
 def install(monkeypatch, root):
     """What a fresh process does at its first lookup: read the entry points on sys.path."""
     monkeypatch.syspath_prepend(str(root))
-    plugins.load_entry_points(METHODS, "bench.methods")
-    plugins.load_entry_points(DATASETS, "bench.datasets")
+    METHODS.load_entry_points()
+    DATASETS.load_entry_points()
 
 
 def test_an_installed_method_and_dataset_are_listed_run_and_recorded_with_their_distribution(

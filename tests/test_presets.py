@@ -107,7 +107,7 @@ def test_an_explicit_batch_under_a_packed_preset_counts_samples():
 
 
 def test_a_preset_that_breaks_the_contract_is_refused_when_it_registers():
-    from bench.registry import BenchError
+    from bench.errors import BenchError
 
     class Incomplete(presets.Preset):
         """Half a protocol (a test)."""
@@ -183,7 +183,7 @@ def test_a_study_file_names_its_preset(tmp_path):
 
 
 def test_every_preset_resolves_on_every_dataset_it_covers():
-    from bench.registry import BenchError
+    from bench.errors import BenchError
     for name in presets.PRESETS.names():
         for dataset, settings in presets.get(name).settings.items():
             try:

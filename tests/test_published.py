@@ -7,7 +7,7 @@ import pytest
 
 from bench import published, report
 from bench.cli import main
-from bench.registry import BenchError
+from bench.errors import BenchError
 from conftest import write_record
 
 FULL = 400_000  # pacgan-toy's budget: runs with fewer steps are not comparable
@@ -39,7 +39,7 @@ def test_the_shipped_file_parses_and_every_row_has_a_citation_and_a_known_spread
     assert rows and all(r.paper and r.table and r.label for r in rows)
     assert all(r.spread in published.SPREADS and r.trials >= 1 for r in rows)
     assert all(set(r.metrics) <= set(report.METRICS) | set(published.PAPER_ONLY) for r in rows)
-    assert {r.dataset for r in rows} <= set(published.DATASETS)
+    assert {r.dataset for r in rows} <= set(published.PUBLISHED_DATASETS)
     pacgan = {(r.dataset, r.label): r for r in rows if r.table == "Table 1" and "PacGAN" in r.paper}
     # PacGAN's GAN is non-saturating (its code's generator loss): nsgan, and PacGAN2 is nsgan with pack=2
     assert pacgan["grid25", "GAN"].method == "nsgan" and pacgan["grid25", "PacGAN2"].options == {"pack": 2}

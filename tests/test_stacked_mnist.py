@@ -12,7 +12,7 @@ import torch
 
 from bench import metrics, mnist, report, spec
 from bench.datasets import DATASETS
-from bench.registry import BenchError
+from bench.errors import BenchError
 from methods.gan import MinimaxGAN
 from methods.networks import build_networks
 

@@ -18,7 +18,8 @@ from bench import studies as study
 from bench.cli import main
 from conftest import Exploding as ExplodingSteps
 from bench.environment import PROJECT_ROOT
-from bench.registry import BenchError
+from bench.errors import BenchError
+from bench import files
 from methods import METHODS
 from methods.base import Method
 
@@ -262,8 +263,8 @@ def test_records_of_the_earlier_layout_load_and_count_as_finished(tmp_path, caps
     old = {"schema": 1, "status": "ok", "diverged_at_step": None, "steps_done": 6, "config": config,
            "method_settings": {"d_steps": 1}, "timing": record["timing"], "final": record["final"],
            "history": record["history"], "environment": record["environment"], "samples_file": "samples.npz"}
-    store.write_npz(folder / "samples.npz", samples=samples)
-    store.write_json(folder / "record.json", old)
+    files.write_npz(folder / "samples.npz", samples=samples)
+    files.write_json(folder / "record.json", old)
     assert main(["report", "--out", str(tmp_path / "res")]) == 0
     assert main(["run", "--methods", "gan", "--datasets", "ring8", "--out", str(tmp_path / "res"), *TINY]) == 0
     assert "1 of 1 runs already finished" in capsys.readouterr().out
