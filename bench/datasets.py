@@ -27,6 +27,8 @@ class Dataset:
     kind = "points"  # "points" (plotted as a scatter, or a histogram in 1-D) or "images"
     channels = 1  # of an image (kind "images"): the shared networks take and make this many
     eval_size = 2500
+    # The metrics whose history says whether a run had converged (bench.convergence)
+    tracked: tuple[str, ...] = ("mmd2",)
     # Evaluation MMD: Gaussian kernels with σ = these × median distance of the held-out set.
     eval_bandwidth_factors: tuple[float, ...] = (1 / 16, 1 / 4, 1.0)
     # Training budget and shared-network settings per profile, the same for every method.
@@ -69,6 +71,7 @@ class GaussianMixture(Dataset):
     """Equal-weight isotropic Gaussian mixture with known means: mode coverage is measurable and
     the density is known in closed form."""
     constraints = {"std": POSITIVE, "n_std": POSITIVE}
+    tracked = ("high_quality_pct", "modes_covered", "mmd2")
 
     def __init__(self, means: torch.Tensor, std: float, n_std: float = 3.0):
         self.means = means.to(torch.float32)
@@ -154,6 +157,7 @@ class MNIST(ImageDataset):
     source = "mnist"  # the files, their checksums and the cached classifier: a key of mnist.SOURCES
     constraints = {"data_dir": Optional(Text()), "digits_min_share": Real(min=0, max=1)}
     eval_size = 10_000  # generated samples per evaluation, against the 10,000 test images
+    tracked = ("fid", "digits_covered", "coverage")
     profiles = {
         # recognisable digits from every method on 2 CPU cores, minutes per method. The GMMN MLP
         # generator (--arch mlp) left both GANs collapsed on one blob at this budget (lr 1e-3 and 2e-4).
@@ -228,6 +232,7 @@ class StackedMNIST(ImageDataset):
     dim = 3 * 784
     constraints = {"data_dir": Optional(Text())}
     eval_size = 26_000  # generated samples per evaluation: the published protocol (Unrolled GAN, VEEGAN, PacGAN)
+    tracked = ("fid", "modes_covered", "kl_modes")
     profiles = {
         "quick": dict(MNIST.profiles["quick"]),  # MNIST's: only the networks' first and last layers see 3 channels
         # larger, for a GPU: the DCGAN settings the Stacked-MNIST papers build on (batch 64, 100-d noise)

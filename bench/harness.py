@@ -151,7 +151,7 @@ def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> 
         method_settings=method.options(), method_learned=method.learned(),
         sources={"method": METHODS.source(spec.method), "dataset": DATASETS.source(spec.dataset)},
         evaluation={"samples": dataset.eval_size, "mmd_kernel": "gaussian", "mmd_estimator": "unbiased",
-                    "mmd_bandwidths": list(reference["bandwidths"])}, device=device)
+                    "mmd_bandwidths": list(reference["bandwidths"])}, device=device, tracked=dataset.tracked)
     return record, dataset.to_storage(samples.cpu())
 
 

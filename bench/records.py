@@ -11,7 +11,7 @@ import hashlib
 
 import torch
 
-from bench import environment, mmd
+from bench import convergence, environment, mmd
 from bench.spec import RunSpec, canonical_json
 
 SCHEMA = 2
@@ -31,9 +31,10 @@ def describe_environment(device: torch.device | None) -> dict:
 def run_record(spec: RunSpec, status: str, *, history: list, steps_done: int, diverged_at: int | None = None,
                timing: dict | None = None, method_settings: dict | None = None, method_learned: dict | None = None,
                sources: dict | None = None, evaluation: dict | None = None, device: torch.device | None = None,
-               error: str | None = None) -> dict:
+               error: str | None = None, tracked: tuple = ()) -> dict:
     """The record of one run of ``spec``: finished (``ok``/``diverged``) or failed (``error``, with
-    the message). ``final`` is the last evaluation with the training pace."""
+    the message). ``final`` is the last evaluation with the training pace; ``tracked``, the
+    dataset's metrics that say whether the run had converged (:mod:`bench.convergence`)."""
     timing = dict(timing or {})
     final = {**history[-1], "steps_per_second": timing["steps_per_second"]} if history else {}
     record = {"schema": SCHEMA, "run_id": spec.run_id, "variant_id": spec.variant_id, "variant": spec.variant,
@@ -50,6 +51,8 @@ def run_record(spec: RunSpec, status: str, *, history: list, steps_done: int, di
     if evaluation is not None:
         record["evaluation"] = evaluation
     record.update({"final": final, "history": history, "environment": describe_environment(device)})
+    if status in FINISHED:
+        record["convergence"] = convergence.verdict(history, tracked, status)
     verdict = spec.preset_verdict()
     if verdict is not None:  # whether these numbers may stand beside the paper's, and why not
         record["preset"] = verdict

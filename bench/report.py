@@ -17,7 +17,7 @@ import seaborn as sns
 import torch
 from torchvision.utils import make_grid, save_image
 
-from bench import files, published, stats, store
+from bench import convergence, files, published, stats, store
 from bench import spec as spec_lib
 from bench.datasets import DATASETS
 from bench.errors import BenchError
@@ -27,7 +27,9 @@ from methods import METHODS
 matplotlib.use("Agg")  # files only, no display needed
 
 CI_NOTE = ("Cells: mean ± half-width of the 95 % Student-t confidence interval over finished seeds "
-           "(diverged and failed runs are counted, not averaged). hparams=shared: every method the same "
+           "(diverged and failed runs are counted, not averaged). converged: finished seeds whose tracked metrics "
+           "had stopped moving when training ended (" + convergence.RULE + "; bench/convergence.py). "
+           "A quick profile is a smoke-test budget. hparams=shared: every method the same "
            "optimiser, learning rate, batch and generator steps; hparams=recommended: each method its paper's "
            "optimiser, learning rates, batch and D steps, the same generator steps.")
 
@@ -85,6 +87,17 @@ def _setting(spec: dict, key: str):
     return (spec.get("dataset_options") or {}).get(option) if dot else spec.get(key)
 
 
+def converged(record: dict):
+    """The record's convergence verdict (True, False, None: cannot be judged), from its history by
+    :func:`bench.convergence.verdict` with its dataset's tracked metrics; None for a failed run or
+    a reference row."""
+    if record["status"] not in ("ok", "diverged"):
+        return None
+    dataset = record["spec"]["dataset"]
+    tracked = DATASETS.get(dataset).tracked if dataset in DATASETS.names() else ()
+    return convergence.verdict(record["history"], tracked, record["status"])["converged"]
+
+
 def runs_table(records: list[dict]) -> pd.DataFrame:
     """One row per run: its variant, seed, status and final metrics."""
     names, _ = _row_names(records)
@@ -94,7 +107,7 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
         row = {"dataset": dataset_label(r), "variant": names[r["variant_id"]], "method": s["method"],
                "variant_id": r["variant_id"], "run_id": r["run_id"], "seed": s["seed"], "status": r["status"],
                "steps": r.get("steps_done"), "budget": s.get("steps"), "budget_seconds": s.get("budget_seconds"),
-               "device": r["environment"].get("device")}
+               "device": r["environment"].get("device"), "converged": converged(r)}
         row.update({k: r["final"].get(k) for k in METRICS})
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -106,11 +119,15 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     mean, std and 95 % interval over the finished seeds only."""
     metrics = [k for k in METRICS if runs[k].notna().any()]
     rows = []
+    if "converged" not in runs:  # a table of runs made without histories
+        runs = runs.assign(converged=None)
     for (dataset, variant), g in runs.groupby(["dataset", "variant"], sort=False):
         ok = g[g["status"].isin(["ok", "reference"])]
         row = {"dataset": dataset, "variant": variant, "method": g["method"].iloc[0], "seeds": len(ok),
                "n_diverged": int((g["status"] == "diverged").sum()), "n_failed": int((g["status"] == "error").sum()),
-               "reference": bool((g["status"] == "reference").all())}
+               "reference": bool((g["status"] == "reference").all()),
+               "converged": int((ok["converged"] == True).sum()),  # noqa: E712 (None is neither)
+               "judged": int(ok["converged"].notna().sum())}
         for k in metrics:
             mean, lo, hi = stats.mean_ci(ok[k].tolist())
             row.update({k: mean, f"{k}_std": float(ok[k].std()) if ok[k].notna().sum() > 1 else math.nan,
@@ -123,7 +140,11 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Every pair of variants of a dataset on every main metric: effect, test, Holm-corrected p
     (over the dataset's whole table) and a verdict in words. Diverged and failed runs excluded."""
     rows = []
+    if "converged" not in runs:  # a table of runs made without histories
+        runs = runs.assign(converged=None)
     seeds_run = runs.groupby(["dataset", "variant"])["seed"].agg(frozenset)
+    unconverged = runs[(runs["status"] == "ok") & (runs["converged"] == False)].groupby(  # noqa: E712
+        ["dataset", "variant"])["seed"].agg(len)
     finished = runs[runs["status"] == "ok"]
     for dataset, g in finished.groupby("dataset", sort=False):
         variants = list(dict.fromkeys(g["variant"]))
@@ -138,11 +159,15 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
                     found.append((a, b, k, c))
         adjusted = stats.holm([c.p for *_, c in found])
         for (a, b, k, c), p_adj in zip(found, adjusted):
+            ua, ub = int(unconverged.get((dataset, a), 0)), int(unconverged.get((dataset, b), 0))
+            caveat = (f" [rests on runs that had not converged: {a} {ua} of {c.n_a}, {b} {ub} of {c.n_b}]"
+                      if ua or ub else "")
             rows.append({"dataset": dataset, "a": a, "b": b, "metric": k, "better": METRICS[k][1], "test": c.test,
                          "n_a": c.n_a, "n_b": c.n_b, "diff": c.diff, "diff_lo": c.diff_lo, "diff_hi": c.diff_hi,
                          "p_a_beats_b": c.a_better, "p": c.p, "p_holm": p_adj, "p_min": c.p_min,
                          "significant": p_adj <= stats.ALPHA,
-                         "verdict": stats.verdict(a, b, METRICS[k][0], c, p_adj, len(found))})
+                         "unconverged_a": ua, "unconverged_b": ub,
+                         "verdict": stats.verdict(a, b, METRICS[k][0], c, p_adj, len(found)) + caveat})
     return pd.DataFrame(rows)
 
 
@@ -167,7 +192,9 @@ def display_tables(summary: pd.DataFrame, notes: dict | None = None) -> dict[str
     for dataset, rows in summary.groupby("dataset", sort=False):
         metrics = [k for k in METRICS if k in rows and rows[k].notna().any()]
         table = pd.DataFrame({"method": rows["variant"], "seeds": rows["seeds"], "diverged": rows["n_diverged"],
-                              "failed": rows["n_failed"]})
+                              "failed": rows["n_failed"],
+                              "converged": [f"{c}/{n}" if j else "–" for c, n, j in
+                                            zip(rows["converged"], rows["seeds"], rows["judged"])]})
         for k in metrics:
             table[METRICS[k][0]] = [_cell(m, lo, hi) for m, lo, hi in zip(rows[k], rows[k + "_lo"], rows[k + "_hi"])]
         heading = dataset + (f" ({notes[dataset]})" if notes and notes.get(dataset) else "")
@@ -271,6 +298,34 @@ def plot_final_metrics(runs: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel("")
     grid.tight_layout()
     save_figure(grid.figure, path, 100)
+
+
+def plot_curves(hist: pd.DataFrame, metrics, table: str, path: Path) -> bool:
+    """Learning curves of one table: each metric against generator steps, the mean over seeds with
+    its 95 % band, one panel per metric, linear axes (a signed estimator such as the unbiased MMD²
+    gets its zero line). Returns whether a figure was drawn."""
+    h = hist[hist["dataset"] == table] if not hist.empty else hist
+    metrics = [m for m in metrics if m in h and h[m].notna().any()]
+    if h.empty or not metrics:
+        path.unlink(missing_ok=True)  # nothing to draw: no stale figure from an earlier report
+        return False
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for variant, g in h.groupby("variant", sort=False):
+            rows = [(step, *stats.mean_ci(p[metric].dropna().tolist())) for step, p in g.groupby("step")]
+            x, mean, lo, hi = map(np.array, zip(*rows))
+            line, = ax.plot(x, mean, marker="o", ms=2, label=variant)
+            if np.isfinite(lo).any():
+                ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+        if (h[metric] < 0).any():
+            ax.axhline(0, color="0.5", linewidth=0.8)
+        ax.set_title(_title(metric), fontsize=9)
+        ax.set_xlabel("generator steps")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{table}: learning curves (mean and 95 % CI over seeds)", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path, 100)
+    return True
 
 
 def plot_metric_vs_time(hist: pd.DataFrame, path: Path, metric: str = "mmd2") -> None:
@@ -409,6 +464,7 @@ def build(out: Path, print_fn=print) -> Report:
     comparison_md = "\n".join(comparison_markdown(comparison)) if len(comparison) else NO_COMPARISONS + "\n"
     plots = out / "plots"
     figures = []
+    history = _history_frame(records, names)
     for name in dict.fromkeys(dataset_label(r) for r in records):
         mine = [r for r in records if dataset_label(r) == name]
         stem = name.replace(" · ", "_")
@@ -420,7 +476,11 @@ def build(out: Path, print_fn=print) -> Report:
             figures.append(plots / f"{stem}_samples.png")
         plot_final_metrics(runs[runs["dataset"] == name], plots / f"{stem}_final_metrics.png")
         figures.append(plots / f"{stem}_final_metrics.png")
-    plot_metric_vs_time(_history_frame(records, names), plots / "mmd_vs_time.png")
+        dataset = mine[0]["spec"]["dataset"]
+        tracked = DATASETS.get(dataset).tracked if dataset in DATASETS.names() else ()
+        if plot_curves(history, tracked, name, plots / f"{stem}_curves.png"):
+            figures.append(plots / f"{stem}_curves.png")
+    plot_metric_vs_time(history, plots / "mmd_vs_time.png")
     plot_sweeps(records, plots / "sweeps.png")
     figures += [plots / "mmd_vs_time.png", plots / "sweeps.png"]
     files.atomic_write(out / "runs.csv", lambda f: f.write(runs.to_csv(index=False).encode()))

@@ -31,7 +31,10 @@ def test_run_writes_records_tables_and_plots_and_report_rebuilds_them(tmp_path, 
     (out / "summary.csv").unlink()
     assert main(["report", "--out", str(out), "--html"]) == 0
     assert pd.read_csv(out / "summary.csv").equals(summary)
-    assert (out / "report.html").read_text().count('<img src="data:image/png;base64,') == 5
+    # per dataset samples, final metrics and learning curves; MMD² against time
+    assert (out / "report.html").read_text().count('<img src="data:image/png;base64,') == 7
+    assert (out / "plots" / "ring8_quick_curves.png").stat().st_size > 10_000
+    assert (summary["converged"] <= summary["judged"]).all() and (summary["judged"] <= summary["seeds"]).all()
     comparison = pd.read_csv(out / "comparison.csv")
     mmd = comparison[comparison["metric"] == "mmd2"]
     assert len(mmd) == 2 * 3 and set(zip(mmd["a"], mmd["b"])) == {("gan", "gmn"), ("gan", "nsgan"), ("gmn", "nsgan")}

@@ -1,0 +1,78 @@
+"""Whether a run had converged when it stopped, judged from its own evaluation history.
+
+The rule, per tracked metric (each dataset declares its own, ``Dataset.tracked``): take the
+evaluations of the last third of training (steps ≥ ⅔ of the last step), at least
+:data:`MIN_POINTS` of them; fit a least-squares line ``value ≈ a + b · step`` through them. The
+**drift** is what the line says the metric moved over that window, ``b × (last step − first
+step)``; the **noise** is the scatter of the evaluations around the line (residual standard
+deviation). The metric has converged when
+
+    |drift| ≤ max(2 × noise, 5 % of the metric's mean level over the window)
+
+that is, when what the run still gained or lost over its last third is not larger than its own
+evaluation-to-evaluation noise, or is small relative to where the metric stands. A run has
+converged when every tracked metric has. It is a statement about the trend, not about quality: a
+metric that oscillates around a level (mode hopping) is flat by this rule, and its noise says how
+much it oscillates. A run that diverged, or whose window holds a missing value, has not converged;
+a run with too few evaluations in its last third cannot be judged (``None``).
+
+Why this rule: a slope test alone ("not significantly different from 0") calls every noisy run
+converged for want of evidence, and a fixed tolerance alone cannot serve metrics on different
+scales (MMD² ~1e-3, HQ % ~50); the run's own noise and its level give each metric its scale.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+WINDOW = 1 / 3          # the last third of training
+MIN_POINTS = 4          # evaluations the window must hold
+NOISE_FACTOR = 2.0      # drift allowed, in residual standard deviations
+RELATIVE = 0.05         # drift allowed, as a share of the mean level
+RULE = (f"least-squares drift over the last {WINDOW:.0%} of training within max({NOISE_FACTOR:g} × residual std, "
+        f"{RELATIVE:.0%} of the level), every tracked metric, at least {MIN_POINTS} evaluations")
+
+
+def metric_trend(steps, values) -> dict:
+    """Drift, noise and level of one metric over the window (already cut), and its verdict."""
+    x, y = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    if len(x) < MIN_POINTS:
+        return {"converged": None, "points": int(len(x)), "why": f"{len(x)} evaluations in the window"}
+    if not np.isfinite(y).all():
+        return {"converged": False, "points": int(len(x)), "why": "a missing or infinite value in the window"}
+    slope, intercept = np.polyfit(x, y, 1) if np.ptp(x) > 0 else (0.0, float(y.mean()))
+    residuals = y - (intercept + slope * x)
+    noise = float(np.sqrt((residuals ** 2).sum() / max(len(x) - 2, 1)))
+    drift = float(slope * (x[-1] - x[0]))
+    level = float(np.abs(y).mean())
+    allowed = max(NOISE_FACTOR * noise, RELATIVE * level)
+    return {"converged": bool(abs(drift) <= allowed), "points": int(len(x)), "drift": drift, "noise": noise,
+            "level": level, "allowed": allowed}
+
+
+def verdict(history: list[dict], tracked, status: str = "ok") -> dict:
+    """A run's convergence verdict from its evaluation history (the record's ``history``): whether
+    it converged (True, False, or None when it cannot be judged), and the evidence per metric."""
+    if status == "diverged":
+        return {"converged": False, "why": "diverged", "rule": RULE, "metrics": {}}
+    points = [h for h in history if isinstance(h.get("step"), (int, float))]
+    if not points:
+        return {"converged": None, "why": "no evaluations", "rule": RULE, "metrics": {}}
+    last = max(h["step"] for h in points)
+    start = last * (1 - WINDOW) * (1 - 1e-9)  # 30,000 × ⅔ is 20,000.000000000004 in floats
+    window = [h for h in points if h["step"] >= start]
+    per_metric = {}
+    for name in tracked:
+        rows = [h for h in window if name in h]
+        if rows and all(h[name] is None for h in rows):
+            continue  # a metric this run never had (e.g. KL with no high-quality sample)
+        values = [math.nan if h[name] is None else h[name] for h in rows]
+        per_metric[name] = metric_trend([h["step"] for h in rows], values)
+    judged = [m["converged"] for m in per_metric.values()]
+    if not judged or any(c is None for c in judged):
+        converged = None
+    else:
+        converged = all(judged)
+    return {"converged": converged, "window": [window[0]["step"], last] if window else None, "rule": RULE,
+            "metrics": per_metric}
