@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from bench import metrics, mmd, mnist
-from bench.options import Integer, Optional, Real, Text, option_faults
+from bench.options import Boolean, Integer, Optional, Real, Text, option_faults
 from bench.registry import Registry
 
 DATASETS = Registry("dataset", group="bench.datasets")  # base class set below
@@ -27,6 +27,9 @@ class Dataset:
     kind = "points"  # "points" (plotted as a scatter, or a histogram in 1-D) or "images"
     channels = 1  # of an image (kind "images"): the shared networks take and make this many
     eval_size = 2500
+    # Options whose value here means "off", left out of the run's identity at that value: an option
+    # added after runs were stored keeps their ids (as methods' neutral_options)
+    neutral_options: dict = {}
     # The metrics whose history says whether a run had converged (bench.convergence)
     tracked: tuple[str, ...] = ("mmd2",)
     # Evaluation MMD: Gaussian kernels with σ = these × median distance of the held-out set.
@@ -98,11 +101,18 @@ class GaussianMixture(Dataset):
 @DATASETS.register("ring8")
 class Ring8(GaussianMixture):
     """8 Gaussians on a circle of radius 1, std 0.01 (VEEGAN/PacGAN)."""
-    constraints = {**GaussianMixture.constraints, "modes": Integer(min=1), "radius": POSITIVE}
+    constraints = {**GaussianMixture.constraints, "modes": Integer(min=1), "radius": POSITIVE, "endpoint": Boolean()}
+    neutral_options = {"endpoint": False}
 
-    def __init__(self, modes: int = 8, radius: float = 1.0, std: float = 0.01, n_std: float = 3.0):
-        # i/modes, not linspace(0, 2π, modes): that puts the first and last mean on one point
-        angle = 2 * math.pi * torch.arange(modes, dtype=torch.float64) / modes
+    def __init__(self, modes: int = 8, radius: float = 1.0, std: float = 0.01, n_std: float = 3.0,
+                 endpoint: bool = False):
+        """endpoint: the angles of ``linspace(0, 2π, modes)``, endpoint included, as GDPP's and the
+        Unrolled GAN notebook's code build their ring: the first and last means coincide, so
+        ``modes - 1`` distinct modes, one of double weight, still scored as ``modes`` (a sample near
+        the shared point is nearest to one of the two by a rounding-level difference; a perfect
+        sampler covers all of them). The default, 2πi/modes, is the ring the papers describe."""
+        steps = modes - 1 if endpoint and modes > 1 else modes
+        angle = 2 * math.pi * torch.arange(modes, dtype=torch.float64) / steps
         super().__init__(radius * torch.stack([angle.cos(), angle.sin()], 1), std, n_std)
 
 

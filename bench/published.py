@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from scipy import stats as scipy_stats
 
 from bench import files, presets, stats
 from bench.errors import BenchError
@@ -42,10 +43,13 @@ PAPER_ONLY = {  # metrics of the papers that bench does not compute: name -> wha
 KEYS = ("paper", "table", "preset", "dataset", "label", "method", "options", "trials", "spread", "metrics", "note")
 REQUIRED = ("paper", "table", "dataset", "label", "trials", "spread", "metrics")
 Z = 2  # a difference within Z combined standard errors agrees
+MIN_SEEDS_NO_SPREAD = 5  # a row without ± is judged by our 95 % interval, over at least this many seeds
 NOTE = (f"Published values and ours: mean ± standard error (a published std is divided by √trials; ours is the "
         f"std over finished seeds ÷ √seeds). A cell agrees when |ours − published| ≤ {Z} combined SE, "
         f"√(SE_published² + SE_ours²); that is about a 95 % band if both are means of independent runs, and it "
-        f"says nothing where a protocol differs: such runs are 'not comparable', with the reason.")
+        f"says nothing where a protocol differs: such runs are 'not comparable', with the reason. A paper "
+        f"without ± agrees when its mean lies inside our 95 % Student-t interval over at least "
+        f"{MIN_SEEDS_NO_SPREAD} seeds (with fewer: cannot judge).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,12 +167,22 @@ def _finite(x) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def verdict(published: float, se_published, ours: float, se_ours) -> str:
+def verdict(published: float, se_published, ours: float, se_ours, seeds: int | None = None) -> str:
     """Ours against a published value, in words, each side a mean with its standard error (None or
-    nan: unknown, as for a paper without ± or one seed of ours)."""
+    nan: unknown, as for a paper without ± or one seed of ours). A paper without ±, given the
+    number of our ``seeds``: it agrees when the published mean lies inside our 95 % Student-t
+    interval over at least :data:`MIN_SEEDS_NO_SPREAD` seeds."""
     se_published, se_ours = _finite(se_published), _finite(se_ours)
     delta = ours - published
     direction = f"ours {'higher' if delta > 0 else 'lower'} by {abs(delta):.3g}"
+    if se_published is None and seeds is not None:
+        if seeds < MIN_SEEDS_NO_SPREAD or se_ours is None:
+            return (f"cannot judge: the paper gives no ±, and {seeds} seed{'s' if seeds != 1 else ''} of ours "
+                    f"{'are' if seeds != 1 else 'is'} fewer than {MIN_SEEDS_NO_SPREAD}" + (f"; {direction}" if delta else "; equal"))
+        half = float(scipy_stats.t.ppf(0.975, seeds - 1)) * se_ours
+        where = (f"the published mean {'inside' if abs(delta) <= half else 'outside'} our 95 % interval "
+                 f"[{ours - half:.3g}, {ours + half:.3g}] over {seeds} seeds; the paper gives no ±")
+        return f"agrees ({where})" if abs(delta) <= half else f"differs: {direction} ({where})"
     known = [s for s in (se_published, se_ours) if s is not None]
     if not known:
         return ("cannot judge: neither spread is known (the paper gives no ± and one seed of ours has none)"
@@ -245,12 +259,12 @@ def beside_ours(runs, records: dict, rows: list[Published] | None = None):
                     comparable, why = protocol[vid]
                     if not comparable:  # the numbers still say how far a departure from the protocol lands
                         text = f"not comparable: {why}" + (
-                            f"; as measured, {verdict(value, row.se(metric), mean, se)}" if n else "")
+                            f"; as measured, {verdict(value, row.se(metric), mean, se, n)}" if n else "")
                     elif n == 0:
                         text = (f"no finished run of this variant with {metric} defined "
                                 f"(of {int((g['variant_id'] == vid).sum())} runs)")
                     else:
-                        text = verdict(value, row.se(metric), mean, se)
+                        text = verdict(value, row.se(metric), mean, se, n)
                     out.append({**base, "variant": names[vid], "ours": mean, "ours_se": se, "seeds": n,
                                 "comparable": comparable, "verdict": text})
     return pd.DataFrame(out)

@@ -299,7 +299,10 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
     if m_opts.get("code_space") == "autoencoder" and not hasattr(dataset_cls, "autoencoder"):
         raise BenchError(f"{method} with code_space=autoencoder needs a dataset with an autoencoder (mnist); "
                          f"{dataset} has none")
-    d_opts = _dataset_options(dataset, dataset_options)
+    d_opts = _dataset_options(dataset, {**(preset.dataset_options.get(dataset, {}) if preset else {}),
+                                        **dataset_options})
+    d_neutral = dataset_cls.neutral_options or {}
+    d_opts = {k: v for k, v in d_opts.items() if not (k in d_neutral and v == d_neutral[k])}
 
     networks = ["generator"] + (["discriminator"] if built.uses_discriminator else [])
     optimizers, keys_changed = _optimizers(method, networks, run["lr"], "lr" in user.settings, layers)
@@ -316,7 +319,7 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
                          f"size must be a multiple of {inputs}; it is {run['batch_size']}")
     neutral = method_cls.neutral_options or {}
     identity_options = {k: v for k, v in m_opts.items() if not (k in neutral and v == neutral[k])}
-    d_defaults = DATASETS.defaults(dataset)
+    d_defaults = {**DATASETS.defaults(dataset), **(preset.dataset_options.get(dataset, {}) if preset else {})}
     run_overrides.update({f"{dataset}.{k}": v for k, v in d_opts.items()
                           if k not in NOT_IDENTITY_OPTIONS and v != d_defaults.get(k)})
     return RunSpec(method=method, dataset=dataset, seed=seed, profile=profile,

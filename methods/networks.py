@@ -124,6 +124,20 @@ def veegan_mlp(dataset, noise_dim: int, inputs: int, outputs: int):
             nn.Sequential(nn.Flatten(), mlp([dataset.dim * inputs, 128, outputs], nn.ReLU)))
 
 
+def gdpp_mlp(dataset, noise_dim: int, inputs: int, outputs: int):
+    """GDPP's 2-D networks (M-Elfeki/GDPP gdppgan_Synthetic.py, the Unrolled GAN notebook's): G
+    noise_dim → 128 → 128 → out, D in → 128 → 128 → logit, tanh; every weight orthogonal with gain
+    1.4 (TensorFlow's orthogonal_initializer), biases 0. D's last hidden layer is GDPP's feature."""
+    g = mlp([noise_dim, 128, 128, dataset.dim], nn.Tanh)
+    d = nn.Sequential(nn.Flatten(), mlp([dataset.dim * inputs, 128, 128, outputs], nn.Tanh))
+    for net in (g, d):
+        for m in net.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.orthogonal_(m.weight, gain=1.4)
+                nn.init.zeros_(m.bias)
+    return g, d
+
+
 def pacgan_dcgan(dataset, noise_dim: int, inputs: int, outputs: int):
     """The DCGAN of PacGAN's Stacked-MNIST code (VEEGAN setting; stacked_MNIST_experiments/VEEGAN_experiment/
     model.py, carpedm20's TensorFlow DCGAN, gf = df = 64): G z → 2×2×512 → 5×5 stride-2 deconvolutions to
@@ -152,6 +166,7 @@ def pacgan_dcgan(dataset, noise_dim: int, inputs: int, outputs: int):
 
 
 PAPER_ARCHS = {"pacgan-mlp": ("points", pacgan_mlp), "veegan-mlp": ("points", veegan_mlp),
+               "gdpp-mlp": ("points", gdpp_mlp),
                "pacgan-dcgan": ("images", pacgan_dcgan)}
 ARCHS = {kind: base + tuple(a for a, (k, _) in PAPER_ARCHS.items() if k == kind)
          for kind, base in {"points": ("mlp",), "images": ("mlp", "dcgan")}.items()}

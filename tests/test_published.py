@@ -134,6 +134,12 @@ def test_verdicts_in_words():
     assert "published ± 0: the combined SE is ours alone" in published.verdict(1000.0, 0.0, 990.0, 2.0)
     assert published.verdict(8.0, 0.0, 8.0, 0.0) == "agrees (equal, no spread on either side)"
     assert published.verdict(10.0, None, 12.0, None).startswith("cannot judge: neither spread is known")
+    # a paper without ±: the published mean inside or outside our 95 % t-interval, with at least 5 seeds
+    assert published.verdict(10.0, None, 10.5, 0.5, seeds=5) == \
+        "agrees (the published mean inside our 95 % interval [9.11, 11.9] over 5 seeds; the paper gives no ±)"
+    assert published.verdict(10.0, None, 12.0, 0.5, seeds=5).startswith("differs: ours higher by 2 (the published "
+                                                                        "mean outside our 95 % interval [10.6, 13.4]")
+    assert published.verdict(10.0, None, 10.5, 0.5, seeds=3).startswith("cannot judge: the paper gives no ±, and 3")
 
 
 def write_study(out):
