@@ -139,8 +139,9 @@ def study_arguments(args) -> dict:
                       ("out", "out"), ("executor", "executor"), ("address", "address"), ("device", "device")):
         if getattr(args, flag) is not None:
             kwargs[key] = getattr(args, flag)
-    if args.plugin:
-        kwargs["plugins"] = [*kwargs.get("plugins", []), *args.plugin]
+    if args.plugin:  # a study file's plugins (a list, or one name) and then the command line's
+        given = kwargs.get("plugins", [])
+        kwargs["plugins"] = [*([given] if isinstance(given, str) else given), *args.plugin]
     for flag in ("jobs", "threads"):
         if getattr(args, flag) is not None:
             kwargs[flag] = _int_flag(getattr(args, flag), f"--{flag}")
@@ -169,8 +170,13 @@ def study_arguments(args) -> dict:
         for d in readers:
             options.setdefault(d, {})["data_dir"] = args.data_dir
     sweep = kwargs.setdefault("sweep", {})
+    swept = {}  # key -> the --sweep that gave it (the study file's [sweep] is overridden, not repeated)
     for item in args.sweep:
         key, value = study.parse_assignment(item, "--sweep")
+        if key in swept:
+            raise BenchError(f"--sweep {key} is given twice ({swept[key]!r} and {item!r}); give every value in "
+                             f"one: --sweep {key}=V1,V2,...")
+        swept[key] = item
         values = study.split_values(value)
         if any(not v for v in values):
             raise BenchError(f"--sweep {item!r}: an empty value; write KEY=V1,V2,...")

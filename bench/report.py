@@ -279,10 +279,14 @@ def plot_image_grids(records: list[dict], names: dict, folder: Path, stem: str) 
     save_figure(fig, folder / f"{stem}_samples.png", 110)
 
 
-def plot_final_metrics(runs: pd.DataFrame, path: Path) -> None:
-    """Per metric: every finished seed as a point over a box of its variant's seeds."""
+def plot_final_metrics(runs: pd.DataFrame, path: Path) -> bool:
+    """Per metric: every finished seed as a point over a box of its variant's seeds. Returns
+    whether a figure was drawn (not when no run of the table finished)."""
     ok = runs[runs["status"].isin(["ok", "reference"])]
-    metrics = [k for k in METRICS if ok[k].notna().any()]
+    metrics = [k for k in METRICS if k in ok and ok[k].notna().any()]
+    if not metrics:
+        path.unlink(missing_ok=True)  # nothing to draw: no stale figure from an earlier report
+        return False
     long = ok.melt(id_vars=["dataset", "variant", "seed"], value_vars=metrics, var_name="metric").dropna()
     long["metric"] = long["metric"].map(_title)
     grid = sns.catplot(long, kind="box", x="variant", y="value", hue="variant", col="metric",
@@ -298,6 +302,7 @@ def plot_final_metrics(runs: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel("")
     grid.tight_layout()
     save_figure(grid.figure, path, 100)
+    return True
 
 
 def plot_curves(hist: pd.DataFrame, metrics, table: str, path: Path) -> bool:
@@ -474,8 +479,8 @@ def build(out: Path, print_fn=print) -> Report:
         else:
             plot_samples(mine, names, plots / f"{stem}_samples.png")
             figures.append(plots / f"{stem}_samples.png")
-        plot_final_metrics(runs[runs["dataset"] == name], plots / f"{stem}_final_metrics.png")
-        figures.append(plots / f"{stem}_final_metrics.png")
+        if plot_final_metrics(runs[runs["dataset"] == name], plots / f"{stem}_final_metrics.png"):
+            figures.append(plots / f"{stem}_final_metrics.png")
         dataset = mine[0]["spec"]["dataset"]
         tracked = DATASETS.get(dataset).tracked if dataset in DATASETS.names() else ()
         if plot_curves(history, tracked, name, plots / f"{stem}_curves.png"):

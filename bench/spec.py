@@ -40,6 +40,14 @@ from methods import METHODS
 from methods.networks import check_arch
 
 SPEC_VERSION = 1
+MAX_SEED = 2 ** 64 - 3  # a run also seeds seed + 1 and seed + 2 of torch's 64-bit generators
+
+
+def check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise BenchError(f"seed must be an integer from 0 to {MAX_SEED} (2⁶⁴ − 3: a run also seeds seed + 1 and "
+                         f"seed + 2 of torch's 64-bit generators); got {seed!r}")
+    return seed
 
 
 def _freeze(value):
@@ -269,8 +277,7 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
     dataset_cls, method_cls = DATASETS.get(dataset), METHODS.get(method)
     if hparams not in HPARAMS:
         raise BenchError(f"unknown --hparams {hparams!r}; choose from: {', '.join(HPARAMS)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise BenchError(f"seed must be an integer >= 0; got {seed!r}")
+    check_seed(seed)
     if device not in ("auto", "cpu", "cuda"):
         raise BenchError(f"unknown device {device!r}; choose from auto, cpu, cuda")
     dataset_options = dict(dataset_options or {})

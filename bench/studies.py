@@ -33,13 +33,23 @@ SETTING_TYPES = {**{name: s.kind for name, s in RUN_SETTINGS.items()}, "hparams"
 
 
 # ------------------------------------------------------------------------------------ parsing
+MAX_SEEDS = 10_000  # seeds in one study: more is a typo far more often than a plan (and a folder each)
+
+
 def parse_seeds(text) -> list[int]:
-    """'0-9', '0,3,7', '0-4,10' (or a list of ints, from a study file) -> distinct seeds in order."""
+    """'0-9', '0,3,7', '0-4,10' (or a list of ints, from a study file) -> distinct seeds in order,
+    each at most :data:`bench.spec.MAX_SEED`, at most :data:`MAX_SEEDS` of them."""
     message = f"seeds are non-negative integers and ranges, e.g. 0-9 or 0,1,2; got {text!r}"
+    too_many = (f"seeds {text!r}: more than {MAX_SEEDS:,} seeds in one study; give fewer (a study file or "
+                f"several commands for more)")
     if isinstance(text, (list, tuple, range)):
+        if len(text) > MAX_SEEDS:
+            raise BenchError(too_many)
         items = list(text)
         if not items or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in items):
             raise BenchError(message)
+        for s in items:
+            specs.check_seed(s)
         return list(dict.fromkeys(items))
     if not isinstance(text, str):
         raise BenchError(message)
@@ -51,6 +61,9 @@ def parse_seeds(text) -> list[int]:
         lo, hi = int(match[1]), int(match[2] if match[2] is not None else match[1])
         if hi < lo:
             raise BenchError(f"seed range {part!r} runs backwards; write it low-high, e.g. 0-9")
+        specs.check_seed(hi)
+        if len(seeds) + hi - lo + 1 > MAX_SEEDS:
+            raise BenchError(too_many)
         seeds += range(lo, hi + 1)
     if not seeds:
         raise BenchError(message)
@@ -134,6 +147,21 @@ def plan(methods=None, datasets=None, seeds=(0,), profile=None, options=None, sw
     product); labels: {"gmn[kernel=energy]": "GMN energy"}; plugins: ["my_loss.py", "my_module"]
     (imported here and by every worker); hparams: "shared" (default) or "recommended"; profile:
     each dataset's "quick" (default) or "paper"; preset: a paper's protocol instead (bench list)."""
+    unknown = sorted(set(settings) - set(SETTING_TYPES))
+    if unknown:
+        raise BenchError(f"unknown argument {', '.join(unknown)}; a study takes methods, datasets, seeds, out, "
+                         f"profile, preset, options, sweep, labels, jobs, threads, executor, address, device, "
+                         f"plugins and the run settings {', '.join(SETTING_TYPES)}")
+    if options is not None and not (isinstance(options, dict) and all(
+            isinstance(k, str) and isinstance(v, dict) for k, v in options.items())):
+        raise BenchError(f"options takes a dict of NAME -> {{OPTION: value}}, e.g. {{'gmn': {{'kernel': 'energy'}}}}; "
+                         f"got {options!r}")
+    if sweep is not None and not (isinstance(sweep, dict) and all(isinstance(k, str) for k in sweep)):
+        raise BenchError(f"sweep takes a dict of KEY -> list of values, e.g. {{'lr': [1e-4, 2e-4]}}; got {sweep!r}")
+    if labels is not None and not (isinstance(labels, dict) and all(
+            isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in labels.items())):
+        raise BenchError(f"labels take a variant's name -> a label (text), e.g. {{'gan[d_steps=5]': 'gan, 5 D "
+                         f"steps'}}; got {labels!r}")
     if isinstance(plugins, str):
         plugins = [plugins]
     plugin_lib.load_plugins(plugins)

@@ -1,0 +1,100 @@
+"""Hardening, second round: each case failed before its fix (a crash, a silent surprise or a
+traceback) and now ends with a clear error before anything is written, or a report."""
+import pandas as pd
+import pytest
+
+import bench
+from bench.cli import main
+from conftest import write_record
+
+TINY = ["--steps", "6", "--eval-points", "1", "--batch-size", "16", "--no-progress", "--device", "cpu"]
+FINAL = {"modes_covered": 8.0, "high_quality_pct": 50.0, "mmd2": 0.01}
+
+
+def test_a_table_whose_runs_all_diverged_is_reported_not_a_crash(tmp_path, capsys):
+    """Every run of ring8 diverged, grid25 is healthy: the report counts them, draws what it can."""
+    out = tmp_path / "res"
+    for seed in (0, 1):
+        write_record(out, "gan", "ring8", seed, {k: None for k in FINAL}, status="diverged")
+        write_record(out, "gan", "grid25", seed, {**FINAL, "mmd2": 0.01 * (seed + 1)})
+    assert main(["report", "--out", str(out)]) == 0
+    summary = pd.read_csv(out / "summary.csv")
+    ring = summary[summary["dataset"] == "ring8 · quick"].iloc[0]
+    assert (ring["seeds"], ring["n_diverged"]) == (0, 2)
+    assert not (out / "plots" / "ring8_quick_final_metrics.png").exists()
+    assert (out / "plots" / "grid25_quick_final_metrics.png").exists()
+    assert "ring8 · quick" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--seeds", "99999999999999999999"], "seed must be an integer from 0 to 18446744073709551613"),
+    (["--seeds", "18446744073709551614"], "seed must be an integer from 0 to 18446744073709551613"),
+    (["--seeds", "0-100000"], "more than 10,000 seeds in one study"),
+    (["--sweep", "lr=1e-3,2e-3", "--sweep", "lr=5e-4"], "--sweep lr is given twice"),
+])
+def test_bad_input_exits_2_before_anything_is_written(tmp_path, capsys, args, message):
+    out = tmp_path / "res"
+    assert main(["run", "--methods", "gan", "--datasets", "ring8", "--out", str(out), *TINY, *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_largest_seed_is_accepted(tmp_path):
+    from bench.spec import MAX_SEED, resolve
+    assert resolve("gan", "ring8", MAX_SEED).seed == 2 ** 64 - 3
+
+
+@pytest.fixture
+def registries(monkeypatch):
+    from bench import plugins
+    from bench.datasets import DATASETS
+    from bench.presets import PRESETS
+    from methods import METHODS
+    for registry in (METHODS, DATASETS, PRESETS):
+        registry.names()
+        for attr in ("_entries", "_sources", "_problems"):
+            monkeypatch.setattr(registry, attr, dict(getattr(registry, attr)))
+    monkeypatch.setattr(plugins, "_LOADED", {})
+
+
+def test_a_study_file_with_one_plugin_as_text_and_a_plugin_flag(tmp_path, registries):
+    """plugins = "x.py" was split into characters ("--plugin /: no such file") beside --plugin."""
+    files = []
+    for name in ("first", "second"):
+        path = tmp_path / f"{name}.py"
+        path.write_text("from methods import register_method\nfrom methods.nsgan import NonSaturatingGAN\n\n\n"
+                        f"@register_method('nsgan-{name}')\nclass Copy(NonSaturatingGAN):\n    \"\"\"A copy.\"\"\"\n")
+        files.append(path)
+    study = tmp_path / "study.toml"
+    study.write_text(f'plugins = "{files[0]}"\nmethods = ["nsgan-first", "nsgan-second"]\ndatasets = ["ring8"]\n')
+    out = tmp_path / "res"
+    assert main(["run", "--study", str(study), "--plugin", str(files[1]), "--out", str(out), *TINY]) == 0
+    records = [pd.read_json(r, typ="series") for r in out.glob("runs/ring8/*/*/record.json")]
+    assert len(records) == 2 and all(r["spec"]["plugins"] == [str(f) for f in files] for r in records)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(stepz=5), "unknown argument stepz"),
+    (dict(sweep=5), "sweep takes a dict"),
+    (dict(sweep={"lr": 5}), "--sweep lr: give one or more values"),
+    (dict(options=["gmn"]), "options takes a dict"),
+    (dict(options={"gan": 5}), "options takes a dict"),
+    (dict(labels={"gan": [1, 2]}), "labels take a variant's name -> a label"),
+    (dict(labels={"gan": 5}), "labels take a variant's name -> a label"),
+])
+def test_the_python_api_says_what_is_wrong(tmp_path, kwargs, message):
+    with pytest.raises(bench.BenchError, match=message.replace("[", r"\[")):
+        bench.study(methods=["gan"], datasets=["ring8"], out=tmp_path / "res", **kwargs)
+    assert not (tmp_path / "res").exists()
+
+
+def test_bench_study_documents_itself():
+    assert "Returns a StudyResult" in bench.study.__doc__ and bench.BenchError.__module__ == "bench.errors"
+
+
+def test_labels_in_a_study_file_must_be_text(tmp_path, capsys):
+    study = tmp_path / "study.toml"
+    study.write_text('methods = ["gan"]\ndatasets = ["ring8"]\n[labels]\ngan = [1, 2]\n')
+    assert main(["run", "--study", str(study), "--out", str(tmp_path / "res"), *TINY]) == 2
+    assert "labels take a variant's name -> a label" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
