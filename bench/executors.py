@@ -12,6 +12,8 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import socket
+import threading
+import time
 import traceback
 import warnings
 from typing import Iterable, Iterator
@@ -90,8 +92,20 @@ class Sequential:
         pass
 
 
-def _quiet_worker():
+def _start_worker(parent: int, stop) -> None:
+    """In each worker process: quiet warnings, and end the process as soon as the study that
+    started it is gone (a parent killed with SIGKILL or SIGTERM cannot tell its workers) or asks its
+    workers to stop (Ctrl-C: the run in flight is abandoned, not finished and thrown away)."""
     warnings.filterwarnings("ignore")
+
+    def watch():
+        while os.getppid() == parent and not stop.is_set():
+            time.sleep(WATCH_SECONDS)
+        os._exit(1)
+    threading.Thread(target=watch, name="bench-watch-parent", daemon=True).start()
+
+
+WATCH_SECONDS = 0.5  # how often a worker looks for its parent
 
 
 class Processes:
@@ -100,24 +114,27 @@ class Processes:
 
     def __init__(self, jobs: int):
         self.jobs = jobs
+        self.context = multiprocessing.get_context("spawn")
+        self.stop = self.context.Event()  # set: every worker ends at once
 
     def _pool(self, workers):
-        return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=_quiet_worker)
+        return cf.ProcessPoolExecutor(workers, mp_context=self.context, initializer=_start_worker,
+                                      initargs=(os.getpid(), self.stop))
 
     def map(self, specs):
         specs = list(specs)
         broken = []
         with self._pool(self.jobs) as pool:
-            futures = {pool.submit(run_one, s.to_dict()): s for s in specs}
             try:
+                futures = {pool.submit(run_one, s.to_dict()): s for s in specs}
                 for future in cf.as_completed(futures):
                     try:
                         yield (futures[future], *future.result())
                     except cf.process.BrokenProcessPool:
                         broken.append(futures[future])
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
+            except BaseException:  # Ctrl-C or a failed write: no run in flight is worth finishing
+                self.stop.set()  # workers end within WATCH_SECONDS (one still starting: once it has started)
+                pool.shutdown(wait=True, cancel_futures=True)
                 raise
         # A dead worker breaks the whole pool: which run killed it is unknown, so each run it
         # took down is retried alone; one that kills its worker again is recorded as failed.
@@ -129,7 +146,8 @@ class Processes:
                     yield spec, error_record(spec, "its worker process died (killed, or out of memory)"), None
 
     def close(self):
-        pass
+        """Workers still running (the study stopped early: Ctrl-C, a failed write) end now."""
+        self.stop.set()
 
 
 class Ray:

@@ -1,10 +1,17 @@
 """Hardening, second round: each case failed before its fix (a crash, a silent surprise or a
 traceback) and now ends with a clear error before anything is written, or a report."""
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
 import bench
 from bench.cli import main
+from bench.environment import PROJECT_ROOT
 from conftest import write_record
 
 TINY = ["--steps", "6", "--eval-points", "1", "--batch-size", "16", "--no-progress", "--device", "cpu"]
@@ -98,3 +105,62 @@ def test_labels_in_a_study_file_must_be_text(tmp_path, capsys):
     assert main(["run", "--study", str(study), "--out", str(tmp_path / "res"), *TINY]) == 2
     assert "labels take a variant's name -> a label" in capsys.readouterr().err
     assert not (tmp_path / "res").exists()
+
+
+# ---------------------------------------------------------------- no worker outlives its command
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _study_with_workers(out):
+    """A --jobs 2 study, started and waited for until both of its workers train."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", "--methods", "gmn,gan", "--datasets", "ring8",
+                             "--seeds", "0-5", "--steps", "3000", "--eval-points", "1", "--jobs", "2",
+                             "--no-progress", "--device", "cpu", "--out", str(out)],
+                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        workers = [p for p in _children(proc.pid) if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()
+                   and "resource_tracker" not in Path(f"/proc/{p}/cmdline").read_text()]
+        if len(workers) == 2 and list(out.glob("runs/*/*/*/.lock")):
+            return proc, _children(proc.pid)
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail("the study's workers did not start")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_killing_the_parent_of_jobs_2_leaves_no_process_behind(tmp_path, sig):
+    proc, children = _study_with_workers(tmp_path / "res")
+    proc.send_signal(sig)
+    proc.communicate(timeout=60)
+    deadline = time.time() + 20
+    while any(_alive(p) for p in children) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in children if _alive(p)], "a worker (or the resource tracker) outlived its study"
+
+
+def test_ctrl_c_with_jobs_2_stops_the_workers_and_exits_130(tmp_path):
+    proc, children = _study_with_workers(tmp_path / "res")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert not [p for p in children if _alive(p)]
