@@ -232,7 +232,7 @@ def plot_samples(records: list[dict], names: dict, path: Path) -> None:
         xy = store.load_samples(r)
         if xy.ndim != 2 or xy.shape[1] != dataset.dim:
             raise BenchError(f"samples file of {r['path']} holds shape {xy.shape}, not (n, {dataset.dim}) "
-                             f"points of {r['spec']['dataset']}; run that configuration again")
+                             f"points of {r['spec']['dataset']}; {store.REDO}")
         xy = xy[np.isfinite(xy).all(1)]
         if dataset.dim == 1:  # histogram of samples over the true density
             grid = np.linspace(-lim, lim, 400)
@@ -264,7 +264,7 @@ def plot_image_grids(records: list[dict], names: dict, folder: Path, stem: str) 
         stored = store.load_samples(r)
         if stored.shape[1:] not in ((28, 28), (3, 28, 28)):
             raise BenchError(f"samples file of {r['path']} holds shape {stored.shape}, not (n, 28, 28) or "
-                             f"(n, 3, 28, 28) images; run that configuration again")
+                             f"(n, 3, 28, 28) images; {store.REDO}")
         images = torch.from_numpy(stored[:100]).float().div(255)
         grid = make_grid(images.unsqueeze(1) if images.ndim == 3 else images, nrow=10, padding=1, pad_value=0.5)
         safe = "".join(c if c.isalnum() or c in "-_=." else "-" for c in v)
@@ -451,11 +451,7 @@ def build(out: Path, print_fn=print) -> Report:
     records = sorted(store.load_records(out), key=_order)
     if not records:
         raise BenchError(f"no finished runs under {out}/runs; train some with `python -m bench run`")
-    for r in records:  # samples are checked before any file is replaced
-        if r.get("samples_file") and r["status"] in ("ok", "reference"):
-            samples = store.load_samples(r)
-            if samples.size == 0 or not np.isfinite(samples.astype(float)).any():
-                raise BenchError(f"samples file of {r['path']} is empty or all NaN; run that configuration again")
+    store.check_samples(records)  # before any file is replaced
     names, notes = _row_names(records)
     runs = runs_table(records)
     summary = summary_table(runs)

@@ -87,8 +87,8 @@ def release(fd: int) -> None:
 def _check_record(data, path: Path) -> dict:
     """One schema for every record, old layout included: what the report and resume rely on."""
     def bad(why):
-        raise BenchError(f"run record {path} is corrupt ({why}); delete its folder {path.parent} "
-                         f"or run that configuration again")
+        raise BenchError(f"run record {path} is corrupt ({why}); bench cannot read it, so it cannot redo it: "
+                         f"delete its folder {path.parent} and run that configuration again")
     if not isinstance(data, dict):
         bad("not a JSON object")
     spec = data.get("spec", data.get("config"))
@@ -108,6 +108,17 @@ def _check_record(data, path: Path) -> dict:
         bad("'final' is not an object of metrics")
     if not isinstance(data.get("history"), list) or not all(isinstance(h, dict) for h in data["history"]):
         bad("'history' is not a list of evaluations")
+    for key in ("variant", "run_id", "variant_id"):
+        if key in data and not isinstance(data[key], str):
+            bad(f"{key!r} is {data[key]!r}, not text")
+    if "spec" in data and data.get("status") != "reference" and not all(
+            isinstance(data.get(k), str) for k in ("run_id", "variant_id", "variant")):
+        bad("'run_id', 'variant_id' or 'variant' missing")
+    for point in data["history"]:
+        wrong = {k: v for k, v in point.items() if v is not None and (isinstance(v, bool) or not isinstance(
+            v, (int, float)))}
+        if wrong or not isinstance(point.get("step"), (int, float)):
+            bad(f"an evaluation in 'history' holds {wrong or 'no step'}, not numbers")
     for key, value in data["final"].items():
         if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value)):
             bad(f"final metric {key!r} is {value!r}, not a finite number (bench stores a missing value as null)")
@@ -124,8 +135,9 @@ def read_record(path: Path) -> dict:
     try:
         data = json.loads(Path(path).read_text(), parse_constant=_reject_constant)
     except (OSError, ValueError) as err:
-        raise BenchError(f"run record {path} is corrupt ({type(err).__name__}: {err}); delete its folder "
-                         f"{Path(path).parent} or run that configuration again") from err
+        raise BenchError(f"run record {path} is corrupt ({type(err).__name__}: {err}); bench cannot read it, so "
+                         f"it cannot redo it: delete its folder {Path(path).parent} and run that configuration "
+                         f"again") from err
     return _check_record(data, Path(path))
 
 
@@ -183,5 +195,18 @@ def load_samples(record: dict) -> np.ndarray:
             samples = data["samples"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
         raise BenchError(f"samples file {path} is missing or corrupt ({type(err).__name__}: {err}); "
-                         f"run that configuration again") from err
+                         f"{REDO}") from err
     return samples
+
+
+REDO = "its run counts as finished: rerun it with --force, or delete its folder"
+
+
+def check_samples(records: list[dict]) -> None:
+    """Every finished run's (and calibration row's) samples file readable, not empty, not all NaN:
+    what the report will read, checked before anything is trained or written."""
+    for r in records:
+        if r.get("samples_file") and r["status"] in ("ok", "reference"):
+            samples = load_samples(r)
+            if samples.size == 0 or not np.isfinite(samples.astype(float)).any():
+                raise BenchError(f"samples file of {r['path']} is empty or all NaN; {REDO}")

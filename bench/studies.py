@@ -345,6 +345,8 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
     """Run what the plan holds and is not finished yet, store each record as it arrives."""
     out = plan_.out
     existing = {r["run_id"]: r for r in store.load_records(out)} if (out / "runs").exists() else {}
+    rerun = {s.run_id for s in plan_.specs} if force else set()  # their stored samples are replaced
+    store.check_samples([r for rid, r in existing.items() if rid not in rerun])  # the report reads them all
     executor = make_executor(plan_.executor, plan_.jobs, plan_.threads or 1, plan_.address,
                              progress=progress and plan_.executor == "sequential")
     try:

@@ -164,3 +164,39 @@ def test_ctrl_c_with_jobs_2_stops_the_workers_and_exits_130(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
     assert not [p for p in children if _alive(p)]
+
+
+# ----------------------------------------------------- stored files checked before anything trains
+def test_a_corrupt_samples_file_stops_run_before_anything_trains_and_force_redoes_it(tmp_path, capsys):
+    out = tmp_path / "res"
+    assert main(["run", "--methods", "gan", "--datasets", "ring8", "--out", str(out), *TINY]) == 0
+    (samples,) = out.glob("runs/ring8/gan/*/samples-*.npz")
+    samples.write_bytes(b"not a zip file")
+    capsys.readouterr()
+    assert main(["run", "--methods", "gan,nsgan", "--datasets", "ring8", "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert f"samples file {samples} is missing or corrupt" in err and "--force" in err
+    assert not (out / "runs" / "ring8" / "nsgan").exists()  # nothing trained, no folder made
+    assert main(["run", "--methods", "gan", "--datasets", "ring8", "--out", str(out), "--force", *TINY]) == 0
+    assert main(["report", "--out", str(out)]) == 0
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda r: r.update(variant=5), "'variant' is 5, not text"),
+    (lambda r: r.pop("run_id"), "'run_id', 'variant_id' or 'variant' missing"),
+    (lambda r: r.pop("variant_id"), "'run_id', 'variant_id' or 'variant' missing"),
+    (lambda r: r["history"].append({"step": 7, "mmd2": "low"}), "holds {'mmd2': 'low'}, not numbers"),
+    (lambda r: r["history"].append({"mmd2": 0.1}), "holds no step, not numbers"),
+])
+def test_a_hand_edited_record_is_called_corrupt_not_a_traceback(tmp_path, capsys, change, message):
+    import json
+    out = tmp_path / "res"
+    write_record(out, "gan", "ring8", 0, FINAL)
+    write_record(out, "gan", "ring8", 1, FINAL)
+    (path,) = [p for p in out.glob("runs/ring8/gan/seed0-*/record.json")]
+    record = json.loads(path.read_text())
+    change(record)
+    path.write_text(json.dumps(record))
+    assert main(["report", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"run record {path} is corrupt" in err and message in err and "Traceback" not in err
