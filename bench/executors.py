@@ -40,6 +40,10 @@ def resolve_executor(executor: str, jobs: int) -> str:
     return "sequential" if jobs == 1 else "processes"
 
 
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+HTTP2_EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # length 0, type SETTINGS, no flags, stream 0
+
+
 def check_ray_address(address: str | None) -> None:
     """Fail fast (seconds, not Ray's minutes of retries) when the cluster cannot be reached."""
     if address in (None, "local"):
@@ -54,10 +58,20 @@ def check_ray_address(address: str | None) -> None:
     if not host or not port.isdigit():
         raise BenchError(f"--address takes HOST:PORT (or ray://HOST:PORT, auto); got {address!r}")
     try:
-        socket.create_connection((host, int(port)), timeout=3).close()
+        connection = socket.create_connection((host, int(port)), timeout=3)
     except OSError as err:
         raise BenchError(f"cannot reach the Ray cluster at {address} ({err.strerror or err}); "
                          f"is `ray start --head` running there?") from None
+    with connection:  # Ray's head speaks gRPC: HTTP/2 answers a client preface with a SETTINGS frame
+        try:
+            connection.sendall(HTTP2_PREFACE + HTTP2_EMPTY_SETTINGS)
+            header = connection.recv(9)
+        except OSError:
+            header = b""
+    if len(header) < 4 or header[3] != 0x4:
+        raise BenchError(f"{address} accepts connections but does not answer as a Ray cluster (no gRPC reply "
+                         f"within 3 s); give the head's address (`ray start --head` prints it), or leave "
+                         f"--address out for a new local instance")
 
 
 def error_record(spec: RunSpec, message: str) -> dict:

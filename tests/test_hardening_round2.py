@@ -200,3 +200,30 @@ def test_a_hand_edited_record_is_called_corrupt_not_a_traceback(tmp_path, capsys
     assert main(["report", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"run record {path} is corrupt" in err and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("reply", [None, b"HTTP/1.1 400 Bad Request\r\n\r\n"])
+def test_a_ray_address_that_is_not_ray_fails_at_once(tmp_path, capsys, reply):
+    """A port that accepts TCP but is not Ray (silent, or another protocol) used to hang for minutes."""
+    import socket
+    import threading
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def serve():
+        connection, _ = server.accept()
+        if reply:
+            connection.recv(100)
+            connection.sendall(reply)
+        time.sleep(5)
+        connection.close()
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        assert main(["run", "--methods", "gan", "--datasets", "ring8", "--executor", "ray", "--address",
+                     f"127.0.0.1:{port}", "--out", str(tmp_path / "res"), *TINY]) == 2
+    finally:
+        server.close()
+    assert "does not answer as a Ray cluster" in capsys.readouterr().err
+    assert not (tmp_path / "res").exists()
