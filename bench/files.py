@@ -63,3 +63,50 @@ def write_json(path: Path, data: dict) -> None:
 
 def write_npz(path: Path, **arrays) -> None:
     atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+class Staged:
+    """Files written all or none (a report): :meth:`add` keeps each file's bytes and :meth:`remove`
+    marks a stale file; :meth:`commit` writes every file to a temporary name beside its target and
+    only then renames them all into place (a rename needs no space), so a full disk or a denied
+    folder leaves every old file as it was."""
+
+    def __init__(self):
+        self.files: dict[Path, bytes] = {}
+        self.removed: list[Path] = []
+
+    def add(self, path: Path, data: bytes) -> None:
+        self.files[Path(path)] = data
+
+    def remove(self, path: Path) -> None:
+        self.files.pop(Path(path), None)
+        self.removed.append(Path(path))
+
+    def write_one(self, path: Path, data: bytes) -> str:
+        """``data`` in a temporary file beside ``path``; returns its name."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~umask())
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return tmp
+
+    def commit(self) -> None:
+        written = []
+        try:
+            for path, data in self.files.items():
+                written.append((self.write_one(path, data), path))
+        except BaseException:
+            for tmp, _ in written:
+                Path(tmp).unlink(missing_ok=True)
+            raise
+        for tmp, path in written:
+            os.replace(tmp, path)
+        for path in self.removed:
+            path.unlink(missing_ok=True)

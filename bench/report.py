@@ -171,12 +171,16 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def save_figure(fig, path: Path, dpi: int) -> None:
-    """Render to memory, then write atomically: an interrupted report leaves the old plot intact."""
+def save_figure(fig, path: Path, dpi: int, staged: files.Staged | None = None) -> None:
+    """Render to memory, then hand to ``staged`` (written with the rest of the report), or write
+    atomically now: an interrupted report leaves the old plot intact."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     plt.close(fig)
-    files.atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    if staged is not None:
+        staged.add(path, buffer.getvalue())
+    else:
+        files.atomic_write(path, lambda f: f.write(buffer.getvalue()))
 
 
 def _cell(mean, lo, hi) -> str:
@@ -216,7 +220,7 @@ def _lowest_seed_per_variant(records: list[dict], names: dict) -> dict[str, dict
     return first
 
 
-def plot_samples(records: list[dict], names: dict, path: Path) -> None:
+def plot_samples(records: list[dict], names: dict, path: Path, staged: files.Staged) -> None:
     """Generated samples (colour) over held-out data (grey): one panel per variant."""
     first = _lowest_seed_per_variant(records, names)
     if not first:
@@ -251,10 +255,10 @@ def plot_samples(records: list[dict], names: dict, path: Path) -> None:
         ax.set_xlim(-lim, lim)
         ax.set_xticks([])
     fig.tight_layout()
-    save_figure(fig, path, 110)
+    save_figure(fig, path, 110, staged)
 
 
-def plot_image_grids(records: list[dict], names: dict, folder: Path, stem: str) -> None:
+def plot_image_grids(records: list[dict], names: dict, folder: Path, stem: str, staged: files.Staged) -> None:
     """A 10×10 grid of stored samples per variant (PNG each), and all variants side by side."""
     first = _lowest_seed_per_variant(records, names)
     if not first:
@@ -268,7 +272,9 @@ def plot_image_grids(records: list[dict], names: dict, folder: Path, stem: str) 
         images = torch.from_numpy(stored[:100]).float().div(255)
         grid = make_grid(images.unsqueeze(1) if images.ndim == 3 else images, nrow=10, padding=1, pad_value=0.5)
         safe = "".join(c if c.isalnum() or c in "-_=." else "-" for c in v)
-        files.atomic_write(folder / f"{stem}_{safe}.png", lambda f: save_image(grid, f, format="png"))
+        image = io.BytesIO()
+        save_image(grid, image, format="png")
+        staged.add(folder / f"{stem}_{safe}.png", image.getvalue())
         ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
         fd = r["final"].get("fid")
         count = "digits" if "digits_covered" in r["final"] else "modes"  # 3 channels: Stacked-MNIST's modes
@@ -276,16 +282,16 @@ def plot_image_grids(records: list[dict], names: dict, folder: Path, stem: str) 
                      fontsize=9)
         ax.axis("off")
     fig.tight_layout()
-    save_figure(fig, folder / f"{stem}_samples.png", 110)
+    save_figure(fig, folder / f"{stem}_samples.png", 110, staged)
 
 
-def plot_final_metrics(runs: pd.DataFrame, path: Path) -> bool:
+def plot_final_metrics(runs: pd.DataFrame, path: Path, staged: files.Staged) -> bool:
     """Per metric: every finished seed as a point over a box of its variant's seeds. Returns
     whether a figure was drawn (not when no run of the table finished)."""
     ok = runs[runs["status"].isin(["ok", "reference"])]
     metrics = [k for k in METRICS if k in ok and ok[k].notna().any()]
     if not metrics:
-        path.unlink(missing_ok=True)  # nothing to draw: no stale figure from an earlier report
+        staged.remove(path)  # nothing to draw: no stale figure from an earlier report
         return False
     long = ok.melt(id_vars=["dataset", "variant", "seed"], value_vars=metrics, var_name="metric").dropna()
     long["metric"] = long["metric"].map(_title)
@@ -301,18 +307,18 @@ def plot_final_metrics(runs: pd.DataFrame, path: Path) -> bool:
         ax.tick_params(axis="x", labelbottom=True, rotation=30)
         ax.set_xlabel("")
     grid.tight_layout()
-    save_figure(grid.figure, path, 100)
+    save_figure(grid.figure, path, 100, staged)
     return True
 
 
-def plot_curves(hist: pd.DataFrame, metrics, table: str, path: Path) -> bool:
+def plot_curves(hist: pd.DataFrame, metrics, table: str, path: Path, staged: files.Staged) -> bool:
     """Learning curves of one table: each metric against generator steps, the mean over seeds with
     its 95 % band, one panel per metric, linear axes (a signed estimator such as the unbiased MMD²
     gets its zero line). Returns whether a figure was drawn."""
     h = hist[hist["dataset"] == table] if not hist.empty else hist
     metrics = [m for m in metrics if m in h and h[m].notna().any()]
     if h.empty or not metrics:
-        path.unlink(missing_ok=True)  # nothing to draw: no stale figure from an earlier report
+        staged.remove(path)  # nothing to draw: no stale figure from an earlier report
         return False
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
@@ -329,15 +335,15 @@ def plot_curves(hist: pd.DataFrame, metrics, table: str, path: Path) -> bool:
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{table}: learning curves (mean and 95 % CI over seeds)", fontsize=10)
     fig.tight_layout()
-    save_figure(fig, path, 100)
+    save_figure(fig, path, 100, staged)
     return True
 
 
-def plot_metric_vs_time(hist: pd.DataFrame, path: Path, metric: str = "mmd2") -> None:
+def plot_metric_vs_time(hist: pd.DataFrame, path: Path, staged: files.Staged, metric: str = "mmd2") -> None:
     """A metric against training wall-clock: mean over seeds at each evaluation, with a 95 % band
     (symlog: unbiased MMD² can be < 0)."""
     if hist.empty or metric not in hist or hist[metric].isna().all():
-        return path.unlink(missing_ok=True)  # nothing to draw: no stale figure from an earlier report
+        return staged.remove(path)  # nothing to draw: no stale figure from an earlier report
     tables = list(dict.fromkeys(hist["dataset"]))
     fig, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 3.6), squeeze=False)
     for ax, table in zip(axes[0], tables):
@@ -356,10 +362,10 @@ def plot_metric_vs_time(hist: pd.DataFrame, path: Path, metric: str = "mmd2") ->
         ax.set_ylabel(f"{METRICS[metric][0]} (mean, 95 % CI over seeds)")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    save_figure(fig, path, 100)
+    save_figure(fig, path, 100, staged)
 
 
-def plot_sweeps(records: list[dict], path: Path) -> None:
+def plot_sweeps(records: list[dict], path: Path, staged: files.Staged) -> None:
     """For each numeric setting or option that varies between variants of a method: each main
     metric against its value, one line per method and value of the other varying settings
     (mean and 95 % CI over seeds)."""
@@ -384,10 +390,10 @@ def plot_sweeps(records: list[dict], path: Path) -> None:
                              "value": float(x), **{k: r["final"].get(k) for k in METRICS if METRICS[k][2]}})
     df = pd.DataFrame(rows)
     if df.empty:
-        return path.unlink(missing_ok=True)  # nothing to draw: no stale figure from an earlier report
+        return staged.remove(path)  # nothing to draw: no stale figure from an earlier report
     df = df.groupby(["dataset", "key", "line"]).filter(lambda g: g["value"].nunique() > 1)
     if df.empty:
-        return path.unlink(missing_ok=True)  # nothing to draw: no stale figure from an earlier report
+        return staged.remove(path)  # nothing to draw: no stale figure from an earlier report
     metrics = [k for k in METRICS if METRICS[k][2] and k in df and df[k].notna().any()]
     panels = list(dict.fromkeys(zip(df["dataset"], df["key"])))
     fig, axes = plt.subplots(len(panels), len(metrics), figsize=(3 * len(metrics), 2.8 * len(panels)), squeeze=False)
@@ -405,7 +411,7 @@ def plot_sweeps(records: list[dict], path: Path) -> None:
             ax.set_title(f"{_title(k)} · {table}", fontsize=8)
         axes[row][0].legend(fontsize=6)
     fig.tight_layout()
-    save_figure(fig, path, 100)
+    save_figure(fig, path, 100, staged)
 
 
 @dataclasses.dataclass
@@ -464,31 +470,37 @@ def build(out: Path, print_fn=print) -> Report:
     md += [CI_NOTE, ""] + published_markdown(beside)
     comparison_md = "\n".join(comparison_markdown(comparison)) if len(comparison) else NO_COMPARISONS + "\n"
     plots = out / "plots"
+    staged = files.Staged()  # every file of the report is written at the end, all or none
     figures = []
     history = _history_frame(records, names)
     for name in dict.fromkeys(dataset_label(r) for r in records):
         mine = [r for r in records if dataset_label(r) == name]
         stem = name.replace(" · ", "_")
         if DATASETS.get(mine[0]["spec"]["dataset"]).kind == "images":
-            plot_image_grids(mine, names, plots, stem)
+            plot_image_grids(mine, names, plots, stem, staged)
             figures.append(plots / f"{stem}_samples.png")
         else:
-            plot_samples(mine, names, plots / f"{stem}_samples.png")
+            plot_samples(mine, names, plots / f"{stem}_samples.png", staged)
             figures.append(plots / f"{stem}_samples.png")
-        if plot_final_metrics(runs[runs["dataset"] == name], plots / f"{stem}_final_metrics.png"):
+        if plot_final_metrics(runs[runs["dataset"] == name], plots / f"{stem}_final_metrics.png", staged):
             figures.append(plots / f"{stem}_final_metrics.png")
         dataset = mine[0]["spec"]["dataset"]
         tracked = DATASETS.get(dataset).tracked if dataset in DATASETS.names() else ()
-        if plot_curves(history, tracked, name, plots / f"{stem}_curves.png"):
+        if plot_curves(history, tracked, name, plots / f"{stem}_curves.png", staged):
             figures.append(plots / f"{stem}_curves.png")
-    plot_metric_vs_time(history, plots / "mmd_vs_time.png")
-    plot_sweeps(records, plots / "sweeps.png")
+    plot_metric_vs_time(history, plots / "mmd_vs_time.png", staged)
+    plot_sweeps(records, plots / "sweeps.png", staged)
     figures += [plots / "mmd_vs_time.png", plots / "sweeps.png"]
-    files.atomic_write(out / "runs.csv", lambda f: f.write(runs.to_csv(index=False).encode()))
-    files.atomic_write(out / "summary.csv", lambda f: f.write(summary.to_csv(index=False).encode()))
-    files.atomic_write(out / "summary.md", lambda f: f.write("\n".join(md).encode()))
-    files.atomic_write(out / "comparison.csv", lambda f: f.write(comparison.to_csv(index=False).encode()))
-    files.atomic_write(out / "comparison.md", lambda f: f.write(comparison_md.encode()))
+    staged.add(out / "runs.csv", runs.to_csv(index=False).encode())
+    staged.add(out / "summary.csv", summary.to_csv(index=False).encode())
+    staged.add(out / "summary.md", "\n".join(md).encode())
+    staged.add(out / "comparison.csv", comparison.to_csv(index=False).encode())
+    staged.add(out / "comparison.md", comparison_md.encode())
+    try:
+        staged.commit()
+    except OSError as err:
+        raise BenchError(f"cannot write the report under {out}: {err.strerror or err}; the report there is as "
+                         f"it was, and every record is intact") from None
     for heading, table in tables.items():
         print_fn(f"\n{heading}\n{table.to_string(index=False)}")
     print_fn(f"\n{CI_NOTE}")
@@ -574,5 +586,8 @@ def write_html(report: Report, out: Path) -> Path:
             f"<title>bench report: {esc(str(out))}</title>\n<style>{HTML_STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(parts) + "\n</body>\n</html>\n")
     path = Path(out) / "report.html"
-    files.atomic_write(path, lambda f: f.write(page.encode()))
+    try:
+        files.atomic_write(path, lambda f: f.write(page.encode()))
+    except OSError as err:
+        raise BenchError(f"cannot write {path}: {err.strerror or err}; the page there is as it was") from None
     return path

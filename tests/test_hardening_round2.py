@@ -227,3 +227,28 @@ def test_a_ray_address_that_is_not_ray_fails_at_once(tmp_path, capsys, reply):
         server.close()
     assert "does not answer as a Ray cluster" in capsys.readouterr().err
     assert not (tmp_path / "res").exists()
+
+
+def test_a_full_disk_during_report_leaves_the_old_report_whole(tmp_path, capsys, monkeypatch):
+    import errno
+    from bench import files
+    out = tmp_path / "res"
+    for seed in (0, 1):
+        write_record(out, "gan", "ring8", seed, {**FINAL, "mmd2": 0.01 * (seed + 1)})
+    assert main(["report", "--out", str(out)]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and "runs" not in p.parts}
+    write_record(out, "nsgan", "ring8", 0, FINAL)  # the next report differs
+    calls = []
+    real = files.Staged.write_one
+
+    def full_disk(self, path, data):
+        calls.append(path)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, path, data)
+    monkeypatch.setattr(files.Staged, "write_one", full_disk)
+    capsys.readouterr()
+    assert main(["report", "--out", str(out)]) == 2
+    assert "cannot write the report under" in capsys.readouterr().err and len(calls) == 3
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and "runs" not in p.parts}
+    assert after == before  # every old file as it was, no temporary file left
