@@ -83,6 +83,24 @@ def build(spec: RunSpec):
     return device, dataset, method, nets, real
 
 
+def measure_pace(spec: RunSpec, seconds: float = 1.0, warmup: float = 0.5) -> float:
+    """Training steps per second of ``spec`` on this machine, timed for about ``seconds`` after
+    ``warmup`` seconds of steps (first steps allocate) and at least two steps; what a study's
+    expected duration is estimated from. Nothing is evaluated or written."""
+    device, dataset, method, nets, real = build(spec)
+    t0, steps = time.perf_counter(), 0
+    while steps < 2 or time.perf_counter() - t0 < warmup:
+        method.step(nets, real)
+        steps += 1
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        method.step(nets, real)
+        steps += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return steps / (time.perf_counter() - t0)
+
+
 def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> tuple[dict, object]:
     """Spec in, record and samples out: one run, trained and evaluated on its schedule.
 

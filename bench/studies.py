@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench import environment, files, plugins as plugin_lib, presets, records, report, store
+from bench import environment, files, harness, presets, records, report, store
+from bench import plugins as plugin_lib
 from bench import spec as specs
 from bench.datasets import DATASETS
 from bench.errors import BenchError
@@ -323,6 +324,31 @@ def _check_writable(out: Path) -> None:
         raise BenchError(f"--out {out} is not writable ({err.strerror or err}); choose a folder you can write to") from None
 
 
+LONG_STUDY_STEPS = 100_000  # from this many steps in all, run measures the pace and says how long it will take
+
+
+def expected_duration(todo: list, jobs: int) -> str:
+    """The training time of ``todo`` on this machine, from each variant's step rate measured here
+    for a second (evaluation and start-up not included), spread over ``jobs`` processes."""
+    rates, seconds = {}, 0.0
+    for spec in todo:
+        if spec.budget_seconds is not None:
+            seconds += spec.budget_seconds
+            continue
+        if spec.variant_id not in rates:
+            rates[spec.variant_id] = (spec.variant, spec.dataset, harness.measure_pace(spec))
+        seconds += spec.steps / rates[spec.variant_id][2]
+    wall = seconds / max(1, min(jobs, len(todo)))
+    paces = ", ".join(f"{v} on {d} {r:.0f} steps/s" for v, d, r in rates.values())
+    return (f"expected: about {_duration(wall)} of training for {len(todo)} runs with --jobs {jobs} "
+            f"(measured here just now: {paces}; evaluations not included)")
+
+
+def _duration(seconds: float) -> str:
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{max(minutes, 1)} min"
+
+
 def prepare(plan_: Plan) -> None:
     """Build once, before fanning out, what every worker would otherwise build at the same time:
     the MNIST classifier/autoencoder caches and the KeOps formulas of the evaluation."""
@@ -360,6 +386,8 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
         for note in dict.fromkeys(v["note"] for v in verdicts if not v["comparable"]):
             log(f"{plan_.profile}: {note}: not comparable with the published numbers (the report says so per row)")
     todo = [s for s in plan_.specs if force or s.run_id not in finished]
+    if sum(s.steps or 0 for s in todo) >= LONG_STUDY_STEPS:  # a study of hours is never a surprise
+        log(expected_duration(todo, plan_.jobs))
     skipped = len(plan_.specs) - len(todo)
     if skipped:
         log(f"{skipped} of {len(plan_.specs)} runs already finished under {out}: skipped (--force reruns them)")

@@ -252,3 +252,23 @@ def test_a_full_disk_during_report_leaves_the_old_report_whole(tmp_path, capsys,
     assert "cannot write the report under" in capsys.readouterr().err and len(calls) == 3
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and "runs" not in p.parts}
     assert after == before  # every old file as it was, no temporary file left
+
+
+def test_a_long_study_says_how_long_it_will_take(monkeypatch):
+    from bench import harness, studies
+    p = studies.plan(methods=["nsgan"], datasets=["ring8"], seeds="0-3", preset="pacgan-toy",
+                     sweep={"nsgan.pack": [1, 2]}, out="unused", device="cpu")
+    rates = {"nsgan": 40.0, "nsgan[pack=2]": 20.0}
+    monkeypatch.setattr(harness, "measure_pace", lambda spec: rates[spec.variant])
+    # 4 seeds × 400,000 steps at 40 and at 20 steps/s = 40,000 + 80,000 s, over 2 processes: 16 h 40 min
+    text = studies.expected_duration(p.specs, 2)
+    assert text.startswith("expected: about 16 h 40 min of training for 8 runs with --jobs 2")
+    assert "nsgan on ring8 40 steps/s" in text and "nsgan[pack=2] on ring8 20 steps/s" in text
+    timed = studies.plan(methods=["gan"], datasets=["ring8"], seeds="0-5", budget_seconds=600, out="unused")
+    assert studies.expected_duration(timed.specs, 3).startswith("expected: about 20 min of training for 6 runs")
+
+
+def test_the_pace_is_measured_on_the_real_step():
+    from bench.harness import measure_pace
+    from bench.spec import resolve
+    assert measure_pace(resolve("gan", "ring8", 0, batch_size=16, device="cpu"), seconds=0.2) > 1
