@@ -173,7 +173,8 @@ class Ray:
         try:
             import ray
         except ImportError:
-            raise BenchError("--executor ray needs Ray: pip install 'bench[ray]' (or pip install ray)") from None
+            raise BenchError("--executor ray needs Ray: pip install ray (from a checkout of bench: "
+                             "pip install -e \".[ray]\")") from None
         self.ray, self.workers, self.threads = ray, workers, threads
         kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         try:

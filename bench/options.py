@@ -266,9 +266,12 @@ def option_faults(cls) -> list[str]:
     constraints = getattr(cls, "constraints", None) or {}
     if not isinstance(constraints, Mapping):
         return faults + [f"constraints must be a dict of option name -> constraint; got {constraints!r}"]
+    # a subclass that drops a base's option may keep (inherit or copy) its constraint: unused, harmless
+    inherited = {k for base in cls.__mro__[1:] for k in (vars(base).get("constraints") or {})}
     for name, constraint in constraints.items():
         if name not in names:
-            faults.append(f"constraints name {name!r}, which is not an argument of __init__")
+            if name not in inherited:
+                faults.append(f"constraints name {name!r}, which is not an argument of __init__")
         elif not isinstance(constraint, Constraint):
             faults.append(f"constraints[{name!r}] is {constraint!r}, not a bench.options constraint")
         else:

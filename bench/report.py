@@ -454,6 +454,8 @@ def build(out: Path, print_fn=print) -> Report:
     """Write runs.csv, summary.{csv,md}, comparison.{csv,md} and plots/ under ``out``; print the tables.
     Every record is read and checked before anything is written."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} is a file, not a folder of results")
     records = sorted(store.load_records(out), key=_order)
     if not records:
         raise BenchError(f"no finished runs under {out}/runs; train some with `python -m bench run`")

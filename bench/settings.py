@@ -45,6 +45,9 @@ RUN_SETTINGS = {
 OPTIONAL_SETTINGS = {name: None for name, s in RUN_SETTINGS.items() if s.optional}
 
 
+MAX_BUDGET_SECONDS = 30 * 24 * 3600
+
+
 def check_setting(name: str, value):
     """``value`` of run setting ``name`` as :class:`RunSpec` holds it (reals as float); BenchError if not allowed."""
     setting = RUN_SETTINGS[name]
@@ -59,6 +62,9 @@ def check_setting(name: str, value):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
             what = "a positive number of seconds" if name == "budget_seconds" else "a positive number"
             raise BenchError(f"{name} must be {what}; got {value!r}")
+        if name == "budget_seconds" and value > MAX_BUDGET_SECONDS:
+            raise BenchError(f"budget_seconds {value:g} is more than 30 days a run ({MAX_BUDGET_SECONDS:,} s); "
+                             f"give a budget a run can finish")
         value = float(value) if name == "lr" else value
     elif setting.choices and value not in setting.choices:
         raise BenchError(f"unknown {name} {value!r}; choose from {', '.join(setting.choices)}")

@@ -27,6 +27,7 @@ from bench import spec as specs
 from bench.datasets import DATASETS
 from bench.errors import BenchError
 from bench.records import STATUSES
+from bench.registry import NAME
 from methods import METHODS
 
 RECORD = "record.json"
@@ -34,6 +35,9 @@ LOCK = ".lock"
 
 
 def run_dir(out: Path, spec) -> Path:
+    for name in (spec.dataset, spec.method):  # folder names: never a path of their own
+        if not NAME.match(name):
+            raise BenchError(f"{name!r} cannot name a folder of runs: names are lowercase letters, digits, '-' and '_'")
     return Path(out) / "runs" / spec.dataset / spec.method / f"seed{spec.seed}-{spec.run_id}"
 
 
@@ -97,11 +101,11 @@ def _check_record(data, path: Path) -> dict:
     for key, kind, what in (("method", str, "a name"), ("dataset", str, "a name"), ("seed", int, "an integer")):
         if not isinstance(spec.get(key), kind) or isinstance(spec.get(key), bool):
             bad(f"spec field {key!r} missing or not {what}")
-    if spec["dataset"] not in DATASETS.names():
-        bad(f"its dataset {spec['dataset']!r} is not registered here; known: {', '.join(DATASETS.names())}")
-    if data.get("status") != "reference" and spec["method"] not in METHODS.names():
-        bad(f"its method {spec['method']!r} is not registered here (a plugin not loaded?); "
-            f"known: {', '.join(METHODS.names())}")
+    for kind, name, registry in (("dataset", spec["dataset"], DATASETS), ("method", spec["method"], METHODS)):
+        if (kind == "dataset" or data.get("status") != "reference") and name not in registry.names():
+            raise BenchError(f"run record {path} is of the {kind} {name!r}, which is not registered here: load "
+                             f"the plugin that has it (--plugin FILE or MODULE, or install its package); "
+                             f"known {kind}s: {', '.join(registry.names())}")
     if data.get("status") not in STATUSES:
         bad(f"status {data.get('status')!r} is not one of {', '.join(STATUSES)}")
     if not isinstance(data.get("final"), dict):

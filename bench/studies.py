@@ -190,6 +190,9 @@ def plan(methods=None, datasets=None, seeds=(0,), profile=None, options=None, sw
         raise BenchError("--address is the Ray cluster's address: use it with --executor ray")
     if executor == "ray":
         check_ray_address(address)
+    if executor == "processes" and jobs > cores():
+        print(f"note: --jobs {jobs} is more than the {cores()} cores here: the runs share them, one thread each",
+              file=sys.stderr)
     if threads is None and executor != "sequential":
         threads = max(1, cores() // jobs)  # N processes × threads ≤ cores
     out = Path(out)
@@ -219,7 +222,7 @@ def plan(methods=None, datasets=None, seeds=(0,), profile=None, options=None, sw
                              f"nor NAME.OPTION of a chosen method or dataset")
     labels = dict(labels or {})
 
-    planned, seen = [], set()
+    planned, seen, used = [], set(), set()  # used: the labels that named a variant
     for point in itertools.product(*axes) if axes else [()]:
         opts = {k: dict(v) for k, v in options.items()}
         run = dict(settings)
@@ -234,10 +237,16 @@ def plan(methods=None, datasets=None, seeds=(0,), profile=None, options=None, sw
                     spec = specs.resolve(m, d, s, profile, opts.get(m, {}), opts.get(d, {}), device=device,
                                          threads=threads, plugins=plugins, **run)
                     if spec.variant in labels:
+                        used.add(spec.variant)
                         spec = dataclasses.replace(spec, label=labels[spec.variant])
                     if spec.run_id not in seen:  # a sweep of gan.d_steps leaves gmn's runs alone
                         seen.add(spec.run_id)
                         planned.append(spec)
+    unused = sorted(set(labels) - used)
+    if unused:
+        names = sorted({s.variant for s in planned})
+        raise BenchError(f"label for {', '.join(map(repr, unused))} matches no variant of this study; its variants "
+                         f"are: {', '.join(names)}")
     # calibration rows see the data the runs saw (a preset's dataset options included)
     resolved = {s.dataset: s.options("dataset") for s in planned}
     return Plan(planned, out, jobs, threads, executor, address, device, datasets,
@@ -264,6 +273,9 @@ def read_study(path: Path) -> dict:
     unknown = sorted(set(data) - STUDY_KEYS)
     if unknown:
         raise BenchError(f"study file {path}: unknown key {', '.join(unknown)}; allowed: {', '.join(sorted(STUDY_KEYS))}")
+    if not data:  # would silently plan the whole default study
+        raise BenchError(f"study file {path} is empty: give at least methods or datasets (allowed keys: "
+                         f"{', '.join(sorted(STUDY_KEYS))})")
 
     def need(key, kinds, what):
         if key in data and (not isinstance(data[key], kinds) or isinstance(data[key], bool)):

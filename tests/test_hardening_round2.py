@@ -272,3 +272,61 @@ def test_the_pace_is_measured_on_the_real_step():
     from bench.harness import measure_pace
     from bench.spec import resolve
     assert measure_pace(resolve("gan", "ring8", 0, batch_size=16, device="cpu"), seconds=0.2) > 1
+
+
+# ------------------------------------------------------------- weak spots, decided (README, Bad input)
+def test_an_empty_study_file_is_refused(tmp_path, capsys):
+    study = tmp_path / "study.toml"
+    study.write_text("# nothing yet\n")
+    assert main(["run", "--study", str(study), "--out", str(tmp_path / "res"), *TINY]) == 2
+    assert f"study file {study} is empty" in capsys.readouterr().err and not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--budget-seconds", "1e300"], "more than 30 days a run"),
+])
+def test_a_budget_that_cannot_end_is_refused(tmp_path, capsys, args, message):
+    out = tmp_path / "res"
+    assert main(["run", "--methods", "gan", "--datasets", "ring8", "--out", str(out), "--no-progress", *args]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_a_label_that_matches_no_variant_is_refused(tmp_path):
+    with pytest.raises(bench.BenchError, match=r"label for 'gan\[d_steps=5\]' matches no variant.*its variants are: gan"):
+        bench.study(methods=["gan"], datasets=["ring8"], labels={"gan[d_steps=5]": "five"}, out=tmp_path / "res")
+
+
+def test_more_jobs_than_cores_is_said(tmp_path, capsys):
+    from bench import studies
+    studies.plan(methods=["gan"], datasets=["ring8"], jobs=studies.cores() + 1, out=tmp_path / "res")
+    assert f"--jobs {studies.cores() + 1} is more than the {studies.cores()} cores" in capsys.readouterr().err
+
+
+def test_report_of_a_file_says_so(tmp_path, capsys):
+    path = tmp_path / "results.txt"
+    path.write_text("not a folder")
+    assert main(["report", "--out", str(path)]) == 2
+    assert "is a file, not a folder of results" in capsys.readouterr().err
+
+
+def test_a_record_whose_plugin_is_not_loaded_is_not_called_corrupt(tmp_path, capsys):
+    import json
+    out = tmp_path / "res"
+    write_record(out, "gan", "ring8", 0, FINAL)
+    (path,) = out.glob("runs/ring8/gan/*/record.json")
+    record = json.loads(path.read_text())
+    record["spec"]["method"] = "my-loss"
+    path.write_text(json.dumps(record))
+    assert main(["report", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "the method 'my-loss', which is not registered here: load the plugin" in err
+    assert "corrupt" not in err and "delete" not in err
+
+
+def test_a_folder_of_runs_is_never_named_by_a_path(tmp_path):
+    from bench import store
+    from bench.spec import resolve
+    import dataclasses
+    spec = dataclasses.replace(resolve("gan", "ring8", 0), method="../../etc")
+    with pytest.raises(bench.BenchError, match="cannot name a folder of runs"):
+        store.run_dir(tmp_path, spec)
