@@ -136,16 +136,30 @@ class Processes:
                                       initargs=(os.getpid(), self.stop))
 
     def map(self, specs):
-        specs = list(specs)
-        broken = []
+        """Runs as they finish; at most 2 × jobs submitted at a time, so a run's spec is taken (and
+        its folder made) when a worker is about to be free, not all at the start."""
+        specs, broken, futures = iter(specs), [], {}
         with self._pool(self.jobs) as pool:
-            try:
-                futures = {pool.submit(run_one, s.to_dict()): s for s in specs}
-                for future in cf.as_completed(futures):
+
+            def submit_next() -> None:
+                for spec in specs:
                     try:
-                        yield (futures[future], *future.result())
-                    except cf.process.BrokenProcessPool:
-                        broken.append(futures[future])
+                        futures[pool.submit(run_one, spec.to_dict())] = spec
+                        return
+                    except cf.process.BrokenProcessPool:  # a worker died: the rest is retried alone below
+                        broken.append(spec)
+            try:
+                for _ in range(2 * self.jobs):
+                    submit_next()
+                while futures:
+                    done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+                    for future in done:
+                        spec = futures.pop(future)
+                        submit_next()
+                        try:
+                            yield (spec, *future.result())
+                        except cf.process.BrokenProcessPool:
+                            broken.append(spec)
             except BaseException:  # Ctrl-C or a failed write: no run in flight is worth finishing
                 self.stop.set()  # workers end within WATCH_SECONDS (one still starting: once it has started)
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -190,7 +204,6 @@ class Ray:
     def map(self, specs):
         ray = self.ray
         pending, owner = [], {}
-        specs = list(specs)
         capacity = max(1, self.workers * 2)
 
         def collect(ready):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-import resource
 import sys
 from pathlib import Path
 
@@ -403,33 +402,32 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
     skipped = len(plan_.specs) - len(todo)
     if skipped:
         log(f"{skipped} of {len(plan_.specs)} runs already finished under {out}: skipped (--force reruns them)")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # one lock file per run in flight
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-    locks, busy = {}, []
+    locks, busy, late = {}, [], []
     counts = {"ok": 0, "diverged": 0, "error": 0}
-    try:
-        claimed = []
+
+    def claimed():
+        """Each run's folder made and locked as the run starts (not at planning): a run another
+        process is training is left to it, one it finished meanwhile is skipped."""
         for spec in todo:
             folder = store.run_dir(out, spec)
             fd = store.claim(folder)
-            if fd is None:  # another bench process is training it right now
+            if fd is None:
                 busy.append(folder)
                 continue
             if not force and (folder / store.RECORD).exists() and \
                     store.read_record(folder / store.RECORD)["status"] in records.FINISHED:
-                store.release(fd)  # finished by another process since we looked
-                skipped += 1
+                store.release(fd)
+                late.append(folder)
                 continue
             locks[spec.run_id] = fd
-            claimed.append(spec)
-        if busy:
-            log(f"{len(busy)} runs are being trained by another process on {out}: left to it")
-        if claimed and plan_.executor != "sequential":
+            yield spec
+
+    try:
+        if todo and plan_.executor != "sequential":
             prepare(plan_)
-        bar = tqdm(total=len(claimed), unit="run", desc="study", disable=not progress or None, dynamic_ncols=True,
+        bar = tqdm(total=len(todo), unit="run", desc="study", disable=not progress or None, dynamic_ncols=True,
                    position=0)
-        for spec, record, samples in executor.map(claimed):
+        for spec, record, samples in executor.map(claimed()):
             record = records.stamp_runtime(record, plan_.executor, plan_.jobs, spec.threads)
             try:
                 store.write_run(store.run_dir(out, spec), samples, record)
@@ -448,7 +446,9 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
                            f"{record['error'].splitlines()[0]}; recorded as error, the study goes on",
                            file=sys.stderr)
         bar.close()
+        skipped += len(late)
         if busy:  # the report waits for them, so that it shows the whole study
+            log(f"{len(busy)} runs are being trained by another process on {out}: left to it")
             log(f"waiting for the {len(busy)} runs of the other process to finish")
             for folder in busy:
                 store.release(store.claim(folder, wait=True))

@@ -330,3 +330,20 @@ def test_a_folder_of_runs_is_never_named_by_a_path(tmp_path):
     spec = dataclasses.replace(resolve("gan", "ring8", 0), method="../../etc")
     with pytest.raises(bench.BenchError, match="cannot name a folder of runs"):
         store.run_dir(tmp_path, spec)
+
+
+def test_a_run_folder_is_made_when_the_run_starts_not_at_planning(tmp_path, monkeypatch):
+    """A study used to make (and lock) every run's folder before the first run trained."""
+    from bench import store, studies
+    out = tmp_path / "res"
+    plan = studies.plan(methods=["gan", "nsgan"], datasets=["ring8"], seeds="0-1", out=out, steps=4,
+                        batch_size=16, eval_points=1, device="cpu")
+    folders_at_write = []
+    real = store.write_run
+
+    def counting(folder, samples, record):
+        folders_at_write.append(len(list(out.glob("runs/*/*/*"))))
+        return real(folder, samples, record)
+    monkeypatch.setattr(store, "write_run", counting)
+    outcome = studies.execute(plan, progress=False, log=lambda *a: None)
+    assert outcome.ran == 4 and folders_at_write == [1, 2, 3, 4]
