@@ -103,3 +103,14 @@ def write_record(out, method, dataset, seed, final, *, profile="quick", method_o
               "environment": {"versions": {"python": "3.11.7", "torch": "2.14.1"}, "device": "cpu",
                               "device_name": "cpu: x86_64, 1 threads", "git_revision": revision}}
     return store.write_run(folder, None, record)
+
+
+@pytest.fixture
+def registries(monkeypatch):
+    """The registries as they are, restored after the test (plugins registered here vanish)."""
+    from bench import plugins
+    for registry in plugins.REGISTRIES:
+        registry.names()
+        for attr in ("_entries", "_sources", "_problems"):
+            monkeypatch.setattr(registry, attr, dict(getattr(registry, attr)))
+    monkeypatch.setattr(plugins, "_LOADED", {})

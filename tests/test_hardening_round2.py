@@ -51,19 +51,6 @@ def test_the_largest_seed_is_accepted(tmp_path):
     assert resolve("gan", "ring8", MAX_SEED).seed == 2 ** 64 - 3
 
 
-@pytest.fixture
-def registries(monkeypatch):
-    from bench import plugins
-    from bench.datasets import DATASETS
-    from bench.presets import PRESETS
-    from methods import METHODS
-    for registry in (METHODS, DATASETS, PRESETS):
-        registry.names()
-        for attr in ("_entries", "_sources", "_problems"):
-            monkeypatch.setattr(registry, attr, dict(getattr(registry, attr)))
-    monkeypatch.setattr(plugins, "_LOADED", {})
-
-
 def test_a_study_file_with_one_plugin_as_text_and_a_plugin_flag(tmp_path, registries):
     """plugins = "x.py" was split into characters ("--plugin /: no such file") beside --plugin."""
     files = []

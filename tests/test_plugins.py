@@ -14,7 +14,6 @@ import textwrap
 
 import pytest
 
-from bench import plugins
 from bench.cli import main
 from bench.datasets import DATASETS
 from bench.environment import PROJECT_ROOT
@@ -52,16 +51,6 @@ class Ring4(Ring8):
     def __init__(self, modes: int = 4, radius: float = 1.0, std: float = 0.01, n_std: float = 3.0):
         super().__init__(modes, radius, std, n_std)
 '''
-
-
-@pytest.fixture
-def registries(monkeypatch):
-    """The registries as they are, restored after the test (plugins registered here vanish)."""
-    for registry in (METHODS, DATASETS):
-        registry.names()
-        for attr in ("_entries", "_sources", "_problems"):
-            monkeypatch.setattr(registry, attr, dict(getattr(registry, attr)))
-    monkeypatch.setattr(plugins, "_LOADED", {})
 
 
 def make_dist(root, dist, version, module_source, methods=None, datasets=None):

@@ -3,14 +3,11 @@ what they are, and the spec as the only thing a worker receives."""
 import json
 import textwrap
 
-import pytest
 import torch
 
 from bench import executors, plugins, records, store
 from bench.presets import PRESETS
 from bench.spec import from_dict, resolve
-from methods import METHODS
-from bench.datasets import DATASETS
 
 FINAL = {"fid": 3.0, "modes_covered": 10.0}
 
@@ -64,15 +61,6 @@ def test_a_worker_receives_the_spec_alone_and_it_carries_the_plugins(tmp_path):
     assert record["status"] == "ok" and samples is not None
     record, samples = executors.run_one(data)  # x.py does not exist: the run fails, recorded, no raise
     assert record["status"] == "error" and "x.py" in record["error"] and samples is None
-
-
-@pytest.fixture
-def registries(monkeypatch):
-    for registry in (METHODS, DATASETS, PRESETS):
-        registry.names()
-        for attr in ("_entries", "_sources", "_problems"):
-            monkeypatch.setattr(registry, attr, dict(getattr(registry, attr)))
-    monkeypatch.setattr(plugins, "_LOADED", {})
 
 
 def test_a_preset_from_a_plugin_file_is_recorded_with_its_file(tmp_path, registries):
