@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", default=None)
     run.add_argument("--lr", default=None)
     run.add_argument("--profile", default=None,
-                     help="budget of each dataset: quick (CPU minutes, default) or paper (original scale, GPU)")
+                     help="budget of each dataset: quick (a smoke test, CPU minutes, default), standard (toy mixtures: 10 × quick, where the learning curves plateau) or paper (original scale, GPU)")
     run.add_argument("--preset", default=None,
                      help="a paper's whole protocol instead of a profile (networks, optimiser, batch, budget, data); "
                           "`bench list` shows them. --steps and --set still override it, and the record says so")

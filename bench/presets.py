@@ -51,7 +51,7 @@ def preset_faults(name: str, cls) -> list[str]:
     """What keeps ``cls`` from being registered as a preset (empty if nothing)."""
     needed = set(RUN_SETTINGS) - set(OPTIONAL_SETTINGS)
     faults = []
-    if name in ("quick", "paper"):
+    if any(name in DATASETS.get(d).profiles for d in DATASETS.names()):
         faults.append(f"{name!r} is the name of the datasets' own profile; choose another")
     if not cls.settings:
         faults.append("settings is empty: give each dataset the preset covers its run settings")
