@@ -11,6 +11,7 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -311,6 +312,9 @@ def plot_final_metrics(runs: pd.DataFrame, path: Path, staged: files.Staged) -> 
     return True
 
 
+FEW_SEEDS = 5  # up to this many seeds a curve shows each seed, beyond it the 95 % band of the mean
+
+
 def plot_curves(hist: pd.DataFrame, metrics, table: str, path: Path, staged: files.Staged) -> bool:
     """Learning curves of one table: each metric against generator steps, the mean over seeds with
     its 95 % band, one panel per metric, linear axes (a signed estimator such as the unbiased MMD²
@@ -321,19 +325,25 @@ def plot_curves(hist: pd.DataFrame, metrics, table: str, path: Path, staged: fil
         staged.remove(path)  # nothing to draw: no stale figure from an earlier report
         return False
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
+    few = h.groupby("variant")["seed"].nunique().max() <= FEW_SEEDS
     for ax, metric in zip(axes[0], metrics):
         for variant, g in h.groupby("variant", sort=False):
             rows = [(step, *stats.mean_ci(p[metric].dropna().tolist())) for step, p in g.groupby("step")]
             x, mean, lo, hi = map(np.array, zip(*rows))
             line, = ax.plot(x, mean, marker="o", ms=2, label=variant)
-            if np.isfinite(lo).any():
+            if few:  # a t-interval over 2-5 seeds is wider than the data: show the seeds themselves
+                for _, seed in g.groupby("seed"):
+                    ax.plot(seed["step"], seed[metric], color=line.get_color(), alpha=0.3, linewidth=0.7)
+            elif np.isfinite(lo).any():
                 ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
         if (h[metric] < 0).any():
             ax.axhline(0, color="0.5", linewidth=0.8)
         ax.set_title(_title(metric), fontsize=9)
         ax.set_xlabel("generator steps")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{table}: learning curves (mean and 95 % CI over seeds)", fontsize=10)
+    fig.suptitle(f"{table}: learning curves (mean over seeds, "
+                 + ("thin lines: each seed)" if few else "95 % CI band)"), fontsize=10)
     fig.tight_layout()
     save_figure(fig, path, 100, staged)
     return True
