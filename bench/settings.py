@@ -10,7 +10,7 @@ import dataclasses
 import inspect
 import math
 
-from bench.errors import BenchError, OptionError
+from bench.errors import BenchError
 from bench.options import Choice, Floats, Integer, Real, Reject, validate_options
 
 
@@ -70,6 +70,7 @@ def check_setting(name: str, value):
         raise BenchError(f"unknown {name} {value!r}; choose from {', '.join(setting.choices)}")
     return value
 
+
 BETAS = (0.5, 0.999)  # Adam's β for every network (DCGAN's choice; the fair-budget default)
 HPARAMS = ("shared", "recommended")
 NOT_IDENTITY_OPTIONS = ("data_dir",)  # dataset options: where the data lie, not what they are (checksummed anyway)
@@ -113,10 +114,7 @@ def parse_run_keys(owner: str, keys: dict) -> dict:
     """Optimiser and batch keys read by their declared type (text from --set, or Python values)."""
     out = {}
     for key, value in keys.items():
-        try:
-            out.update(validate_options(owner, {key: RUN_KEY_CONSTRAINTS[key_family(key)[0]]}, {key: value}))
-        except OptionError as err:
-            raise BenchError(str(err)) from None
+        out.update(validate_options(owner, {key: RUN_KEY_CONSTRAINTS[key_family(key)[0]]}, {key: value}))
     return out
 
 
@@ -166,8 +164,4 @@ def check_recommended(name: str, cls) -> dict:
     if unknown:
         raise BenchError(f"{owner} names {', '.join(unknown)}, neither an option ({', '.join(allowed) or 'none'}) "
                          f"nor an optimiser or batch key ({', '.join(RUN_KEYS)})")
-    try:
-        options = validate_options(owner, getattr(cls, "constraints", None), options)
-    except OptionError as err:
-        raise BenchError(str(err)) from None
-    return {**options, **keys}
+    return {**validate_options(owner, getattr(cls, "constraints", None), options), **keys}
