@@ -88,7 +88,7 @@ def defaults(name: str, dataset: str) -> dict:
 def check_dataset_options(name: str, dataset: str, given: dict) -> None:
     """A preset's data and metric thresholds are what its published numbers measure: changing
     them is refused (a run with other data would be compared with numbers about different data)."""
-    protocol = DATASETS.defaults(dataset)
+    protocol = {**DATASETS.defaults(dataset), **get(name).dataset_options.get(dataset, {})}
     refused = sorted(k for k in given if k not in NOT_IDENTITY_OPTIONS and k in protocol)
     if refused:
         raise BenchError(f"preset {name!r} fixes {', '.join(f'{dataset}.{k}={protocol[k]!r}' for k in refused)}: "

@@ -82,3 +82,9 @@ def test_the_gdpp_toy_protocol():
     assert "endpoint" not in grid.options("dataset") and grid.preset_verdict()["comparable"]
     # the default ring keeps its run ids: endpoint=False is left out of the identity
     assert "endpoint" not in resolve("gan", "ring8", 0).options("dataset")
+
+
+def test_the_preset_names_the_ring_it_fixes():
+    from bench.errors import BenchError
+    with pytest.raises(BenchError, match=r"preset 'gdpp-toy' fixes ring8.endpoint=True"):
+        resolve("gdpp", "ring8", 0, "gdpp-toy", dataset_options={"endpoint": "false"})
