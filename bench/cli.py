@@ -1,4 +1,4 @@
-"""Command line: ``python -m bench {list,run,report,perf,theory}``. Bad input exits with code 2."""
+"""Command line: ``python -m bench {list,run,report,export,perf,theory}``. Bad input exits with code 2."""
 from __future__ import annotations
 
 import argparse
@@ -11,7 +11,7 @@ from bench.errors import BenchError
 
 # import names of the packages pyproject.toml requires (a missing one is an install problem, said plainly)
 DEPENDENCIES = {"torch", "torchvision", "geomloss", "pykeops", "sklearn", "scipy", "statsmodels", "pandas",
-                "seaborn", "matplotlib", "tqdm", "tabulate", "numpy"}
+                "seaborn", "matplotlib", "tqdm", "tabulate", "numpy", "scikit_posthocs"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +76,21 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=Path("results"))
     report.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE", help=plugin_help)
     report.add_argument("--html", action="store_true", help=html_help)
+
+    export = sub.add_parser("export", help="stored runs into TensorBoard or MLflow, without retraining",
+                            description="Reads the records under OUT and writes every run's evaluation history "
+                                        "(steps and training seconds) to TensorBoard event files or an MLflow "
+                                        "tracking store. Optional extras: pip install -e \".[tensorboard]\" or "
+                                        "\".[mlflow]\".")
+    export.add_argument("tool", choices=["tensorboard", "mlflow"])
+    export.add_argument("out", type=Path, help="a results folder (the --out of run and report)")
+    export.add_argument("--to", type=Path, default=None,
+                        help="tensorboard: the folder of TensorBoard runs (default: OUT/tensorboard; an earlier "
+                             "export there is replaced); then: tensorboard --logdir TO")
+    export.add_argument("--tracking-uri", default=None,
+                        help="mlflow: the tracking store (default: sqlite:///OUT/mlflow.db; any MLflow URI, "
+                             "e.g. http://host:5000); then: mlflow ui --backend-store-uri URI")
+    export.add_argument("--experiment", default=None, help="mlflow: experiment name (default: OUT's folder name)")
 
     perf = sub.add_parser("perf", help="mmd: time the MMD backends on a grid of sizes; study: the executors' "
                                        "throughput on a toy study")
@@ -206,6 +221,22 @@ def cmd_report(args) -> None:
         print(f"html: {report.write_html(built, args.out)}")
 
 
+def cmd_export(args) -> None:
+    from bench import export
+    if args.tool == "tensorboard":
+        if args.tracking_uri or args.experiment:
+            raise BenchError("--tracking-uri and --experiment are for export mlflow; tensorboard takes --to")
+        to, n = export.tensorboard(args.out, args.to)
+        print(f"{n} runs written as TensorBoard scalars under {to}; view them with: tensorboard --logdir {to}")
+        return
+    if args.to:
+        raise BenchError("--to is for export tensorboard; mlflow takes --tracking-uri and --experiment")
+    uri, name, logged, skipped = export.mlflow(args.out, args.tracking_uri, args.experiment)
+    print(f"{logged} runs logged to MLflow experiment {name!r} at {uri}"
+          + (f" ({skipped} exported before, skipped)" if skipped else "")
+          + f"; view them with: mlflow ui --backend-store-uri {uri}")
+
+
 def _positive_ints(text: str, flag: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -262,7 +293,8 @@ def cmd_theory(args) -> None:
     theory.run_all(args.out, quick=args.quick, progress=not args.no_progress)
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "perf": cmd_perf, "theory": cmd_theory}
+COMMANDS = {"list": cmd_list, "run": cmd_run, "report": cmd_report, "export": cmd_export, "perf": cmd_perf,
+            "theory": cmd_theory}
 
 
 def main(argv: list[str] | None = None) -> int:

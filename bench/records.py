@@ -89,3 +89,17 @@ def reference_record(spec: dict, final: dict, eval_seconds: float, device: torch
 def stamp_runtime(record: dict, executor: str, jobs: int, threads: int | None) -> dict:
     """Where the run executed (the driver knows; the worker that made the record does not)."""
     return {**record, "runtime": {"executor": executor, "jobs": jobs, "threads": threads}}
+
+
+def dataset_label(record: dict) -> str:
+    """What a table or figure is about: a dataset under one budget profile and one hyperparameter
+    policy (``ring8 · quick`` is the shared policy, ``ring8 · quick · recommended``: each method's own)."""
+    s = record["spec"]
+    policy = s.get("hparams", "shared")
+    return f"{s['dataset']} · {s.get('profile', 'quick')}" + (f" · {policy}" if policy != "shared" else "")
+
+
+def setting(spec: dict, key: str):
+    """A run setting ('lr') or dataset option ('ring8.std') of a stored spec."""
+    target, dot, option = key.partition(".")
+    return (spec.get("dataset_options") or {}).get(option) if dot else spec.get(key)

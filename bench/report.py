@@ -4,28 +4,19 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import io
 import itertools
 import math
 from pathlib import Path
 
-import matplotlib
-import matplotlib.pyplot as plt
-import matplotlib.ticker
-import numpy as np
 import pandas as pd
-import seaborn as sns
-import torch
-from torchvision.utils import make_grid, save_image
 
-from bench import convergence, files, published, stats, store
+from bench import convergence, figures, files, published, stats, store
 from bench import spec as spec_lib
 from bench.datasets import DATASETS
 from bench.errors import BenchError
 from bench.metrics import METRICS
+from bench.records import dataset_label, setting
 from methods import METHODS
-
-matplotlib.use("Agg")  # files only, no display needed
 
 CI_NOTE = ("Cells: mean ± half-width of the 95 % Student-t confidence interval over finished seeds "
            "(diverged and failed runs are counted, not averaged). converged: finished seeds whose tracked metrics "
@@ -33,18 +24,6 @@ CI_NOTE = ("Cells: mean ± half-width of the 95 % Student-t confidence interval 
            "A quick profile is a smoke-test budget. hparams=shared: every method the same "
            "optimiser, learning rate, batch and generator steps; hparams=recommended: each method its paper's "
            "optimiser, learning rates, batch and D steps, the same generator steps.")
-
-
-def _title(key: str) -> str:
-    return METRICS[key][0] + (" ↓" if METRICS[key][1] == "lower" else " ↑")
-
-
-def dataset_label(record: dict) -> str:
-    """What a table or figure is about: a dataset under one budget profile and one hyperparameter
-    policy (``ring8 · quick`` is the shared policy, ``ring8 · quick · recommended``: each method's own)."""
-    s = record["spec"]
-    policy = s.get("hparams", "shared")
-    return f"{s['dataset']} · {s.get('profile', 'quick')}" + (f" · {policy}" if policy != "shared" else "")
 
 
 def _order(record: dict) -> tuple:
@@ -73,19 +52,13 @@ def _row_names(records: list[dict]) -> tuple[dict, dict]:
         notes[table] = ", ".join(p for p in (f"hparams={policy}", spec_lib.describe_overrides(common)) if p)
         for vid, r in variants.items():
             name = r["variant"]
-            extra = {k: overrides.get(vid, {}).get(k, _setting(r["spec"], k)) for k in varying}
+            extra = {k: overrides.get(vid, {}).get(k, setting(r["spec"], k)) for k in varying}
             if extra and not r["spec"].get("label"):
                 inner = name[len(r["spec"]["method"]) + 1:-1] if name.endswith("]") else ""
                 both = ",".join(p for p in (inner, spec_lib.describe_overrides(extra)) if p)
                 name = f"{r['spec']['method']}[{both}]"
             names[vid] = name
     return names, notes
-
-
-def _setting(spec: dict, key: str):
-    """A run setting ('lr') or dataset option ('ring8.std') of a stored spec."""
-    target, dot, option = key.partition(".")
-    return (spec.get("dataset_options") or {}).get(option) if dot else spec.get(key)
 
 
 def converged(record: dict):
@@ -172,16 +145,68 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def save_figure(fig, path: Path, dpi: int, staged: files.Staged | None = None) -> None:
-    """Render to memory, then hand to ``staged`` (written with the rest of the report), or write
-    atomically now: an interrupted report leaves the old plot intact."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
-    if staged is not None:
-        staged.add(path, buffer.getvalue())
-    else:
-        files.atomic_write(path, lambda f: f.write(buffer.getvalue()))
+def ranking_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per table and main metric, every variant's mean rank over seeds (1 = best) and the omnibus
+    test of "all variants alike" (:func:`bench.stats.rank_test`: Friedman with seeds as blocks,
+    Kruskal-Wallis for unpaired seeds). Finished runs only; one row per (table, metric, variant)."""
+    rows = []
+    finished = runs[runs["status"] == "ok"]
+    for dataset, g in finished.groupby("dataset", sort=False):
+        for k in [k for k in METRICS if METRICS[k][2] and k in g and g[k].notna().any()]:
+            values = {v: dict(zip(p["seed"], p[k])) for v, p in g.groupby("variant", sort=False)}
+            test = stats.rank_test(values, METRICS[k][1])
+            if test is None:
+                continue
+            for variant, rank in sorted(test.mean_ranks.items(), key=lambda item: item[1]):
+                rows.append({"dataset": dataset, "metric": k, "variant": variant, "mean_rank": rank,
+                             "test": test.test, "statistic": test.statistic, "p": test.p, "n": test.n})
+    return pd.DataFrame(rows, columns=["dataset", "metric", "variant", "mean_rank", "test", "statistic", "p", "n"])
+
+
+def wins_table(comparison: pd.DataFrame) -> pd.DataFrame:
+    """The pairwise tests read both ways: per table, metric and ordered pair of variants, whether
+    the first is significantly better (win), worse (loss) or neither (tie) at 5 % after Holm."""
+    rows = []
+    for c in comparison.itertuples() if len(comparison) else ():
+        a_wins = c.p_a_beats_b > 0.5
+        outcome_a = "tie" if not c.significant else ("win" if a_wins else "loss")
+        outcome_b = {"win": "loss", "loss": "win", "tie": "tie"}[outcome_a]
+        rows += [{"dataset": c.dataset, "metric": c.metric, "variant": c.a, "other": c.b, "outcome": outcome_a,
+                  "p_holm": c.p_holm},
+                 {"dataset": c.dataset, "metric": c.metric, "variant": c.b, "other": c.a, "outcome": outcome_b,
+                  "p_holm": c.p_holm}]
+    return pd.DataFrame(rows, columns=["dataset", "metric", "variant", "other", "outcome", "p_holm"])
+
+
+def verdict_tables(ranking: pd.DataFrame, wins: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per table, one row per variant (best mean rank first): per main metric its mean rank and
+    its wins, ties and losses against the other variants; the last row, each metric's omnibus test."""
+    tables = {}
+    for dataset, r in ranking.groupby("dataset", sort=False) if len(ranking) else ():
+        metrics = list(dict.fromkeys(r["metric"]))
+        order = r.groupby("variant", sort=False)["mean_rank"].mean().sort_values(kind="stable").index
+        w = wins[wins["dataset"] == dataset]
+        table = pd.DataFrame({"method": list(order)})
+        for k in metrics:
+            ranks = r[r["metric"] == k].set_index("variant")["mean_rank"]
+            counts = w[w["metric"] == k].groupby("variant")["outcome"].value_counts().unstack(fill_value=0)
+            table[figures.title(k)] = [
+                "–" if v not in ranks else f"{ranks[v]:.2f} ({counts.get('win', {}).get(v, 0)}–"
+                f"{counts.get('tie', {}).get(v, 0)}–{counts.get('loss', {}).get(v, 0)})" for v in order]
+        tests = {figures.title(k): f"{r[r['metric'] == k]['test'].iloc[0].split(',')[0].split(' (')[0]} "
+                                   f"p = {r[r['metric'] == k]['p'].iloc[0]:.2g}" for k in metrics}
+        tables[dataset] = pd.concat([table, pd.DataFrame([{"method": "all alike?", **tests}])], ignore_index=True)
+    return tables
+
+
+VERDICT_NOTE = ("Cells: mean rank over seeds (1 = best; ties share their ranks' mean) and (wins–ties–losses) "
+                "against the other variants by the pairwise tests of comparison.md (Wilcoxon signed-rank where "
+                "seeds pair up, Mann-Whitney U otherwise; Holm over the table; 5 %). Last row: the omnibus test "
+                "that every variant is alike (Friedman with seeds as blocks; Kruskal-Wallis for unpaired seeds; "
+                "the pairwise test itself for two variants).")
+BEST, TIED = "★", "☆"
+MARKS_NOTE = (f"{BEST}: the best mean of its column; {TIED}: not significantly different from it "
+              "(pairwise test, Holm, 5 %). Arrows: which direction is better.")
 
 
 def _cell(mean, lo, hi) -> str:
@@ -191,8 +216,28 @@ def _cell(mean, lo, hi) -> str:
     return text + (f" ± {(hi - lo) / 2:.2g}" if pd.notna(lo) and hi > lo else "")
 
 
-def display_tables(summary: pd.DataFrame, notes: dict | None = None) -> dict[str, pd.DataFrame]:
-    """Per dataset, formatted cells (mean ± 95 % CI half-width over seeds) under readable titles."""
+def best_marks(rows: pd.DataFrame, k: str, comparison: pd.DataFrame | None) -> list[str]:
+    """For one metric column of one table (``rows``: its summary rows), BEST on the variant with the
+    best mean, TIED on those the pairwise tests do not separate from it, "" elsewhere. Reference
+    rows (the data itself) and variants with no finished seed take no part."""
+    eligible = rows[~rows["reference"] & rows[k].notna() & (rows["seeds"] > 0)]
+    if len(eligible) < 2:
+        return [""] * len(rows)
+    means = eligible[k] if METRICS[k][1] == "lower" else -eligible[k]
+    best = set(eligible.loc[means == means.min(), "variant"])  # equal means share the mark
+    tied = set()
+    if comparison is not None and len(comparison):
+        c = comparison[(comparison["dataset"] == rows["dataset"].iloc[0]) & (comparison["metric"] == k)
+                       & ~comparison["significant"] & (comparison["a"].isin(best) | comparison["b"].isin(best))]
+        tied = set(c["a"]) | set(c["b"])
+    return [BEST if v in best else TIED if v in tied and v in set(eligible["variant"]) else ""
+            for v in rows["variant"]]
+
+
+def display_tables(summary: pd.DataFrame, notes: dict | None = None,
+                   comparison: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Per dataset, formatted cells (mean ± 95 % CI half-width over seeds) under titles with the
+    better direction, the best mean of each column and those tied with it marked (MARKS_NOTE)."""
     tables = {}
     for dataset, rows in summary.groupby("dataset", sort=False):
         metrics = [k for k in METRICS if k in rows and rows[k].notna().any()]
@@ -201,10 +246,18 @@ def display_tables(summary: pd.DataFrame, notes: dict | None = None) -> dict[str
                               "converged": [f"{c}/{n}" if j else "–" for c, n, j in
                                             zip(rows["converged"], rows["seeds"], rows["judged"])]})
         for k in metrics:
-            table[METRICS[k][0]] = [_cell(m, lo, hi) for m, lo, hi in zip(rows[k], rows[k + "_lo"], rows[k + "_hi"])]
+            cells = [_cell(m, lo, hi) for m, lo, hi in zip(rows[k], rows[k + "_lo"], rows[k + "_hi"])]
+            table[figures.title(k)] = [f"{c} {mark}" if mark else c
+                                       for c, mark in zip(cells, best_marks(rows, k, comparison))]
         heading = dataset + (f" ({notes[dataset]})" if notes and notes.get(dataset) else "")
         tables[heading] = table.reset_index(drop=True)
     return tables
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A display table in Markdown, the best cell of each column in bold."""
+    bold = table.map(lambda c: f"**{c[:-2]}** {BEST}" if isinstance(c, str) and c.endswith(" " + BEST) else c)
+    return bold.to_markdown(index=False)
 
 
 def _history_frame(records: list[dict], names: dict) -> pd.DataFrame:
@@ -213,226 +266,21 @@ def _history_frame(records: list[dict], names: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _lowest_seed_per_variant(records: list[dict], names: dict) -> dict[str, dict]:
-    first = {}
-    for r in sorted(records, key=lambda r: r["spec"]["seed"]):
-        if r.get("samples_file"):
-            first.setdefault(names[r["variant_id"]], r)
-    return first
-
-
-def plot_samples(records: list[dict], names: dict, path: Path, staged: files.Staged) -> None:
-    """Generated samples (colour) over held-out data (grey): one panel per variant."""
-    first = _lowest_seed_per_variant(records, names)
-    if not first:
-        return
-    variants = list(first)
-    fig, axes = plt.subplots(1, len(variants), figsize=(3.2 * len(variants), 3.8), squeeze=False)
-    palette = dict(zip(variants, sns.color_palette("deep", len(variants))))
-    some = next(iter(first.values()))
-    dataset = DATASETS.create(some["spec"]["dataset"], **(some["spec"].get("dataset_options") or {}))
-    data = dataset.held_out().numpy()
-    lim = np.abs(data).max() * 1.3
-    for ax, (v, r) in zip(axes[0], first.items()):
-        xy = store.load_samples(r)
-        if xy.ndim != 2 or xy.shape[1] != dataset.dim:
-            raise BenchError(f"samples file of {r['path']} holds shape {xy.shape}, not (n, {dataset.dim}) "
-                             f"points of {r['spec']['dataset']}; {store.REDO}")
-        xy = xy[np.isfinite(xy).all(1)]
-        if dataset.dim == 1:  # histogram of samples over the true density
-            grid = np.linspace(-lim, lim, 400)
-            ax.plot(grid, dataset.density(torch.from_numpy(grid)[:, None]).numpy(), c="0.4")
-            ax.hist(xy[:, 0], bins=80, range=(-lim, lim), density=True, color=palette[v], alpha=0.6)
-        else:
-            ax.scatter(data[:, 0], data[:, 1], s=2, c="0.75", linewidths=0)
-            ax.scatter(xy[:, 0], xy[:, 1], s=2, color=palette[v], linewidths=0, alpha=0.6)
-            ax.set_ylim(-lim, lim)
-            ax.set_aspect("equal")
-            ax.set_yticks([])
-        f = r["final"]
-        ax.set_title(f"{v} on {dataset_label(r)}, seed {r['spec']['seed']}\nmodes {f.get('modes_covered')}, "
-                     f"HQ {f.get('high_quality_pct') or 0:.0f}%" + ("  DIVERGED" if r["status"] == "diverged" else ""),
-                     fontsize=8)
-        ax.set_xlim(-lim, lim)
-        ax.set_xticks([])
-    fig.tight_layout()
-    save_figure(fig, path, 110, staged)
-
-
-def plot_image_grids(records: list[dict], names: dict, folder: Path, stem: str, staged: files.Staged) -> None:
-    """A 10×10 grid of stored samples per variant (PNG each), and all variants side by side."""
-    first = _lowest_seed_per_variant(records, names)
-    if not first:
-        return
-    fig, axes = plt.subplots(1, len(first), figsize=(3.3 * len(first), 3.6), squeeze=False)
-    for ax, (v, r) in zip(axes[0], first.items()):
-        stored = store.load_samples(r)
-        if stored.shape[1:] not in ((28, 28), (3, 28, 28)):
-            raise BenchError(f"samples file of {r['path']} holds shape {stored.shape}, not (n, 28, 28) or "
-                             f"(n, 3, 28, 28) images; {store.REDO}")
-        images = torch.from_numpy(stored[:100]).float().div(255)
-        grid = make_grid(images.unsqueeze(1) if images.ndim == 3 else images, nrow=10, padding=1, pad_value=0.5)
-        safe = "".join(c if c.isalnum() or c in "-_=." else "-" for c in v)
-        image = io.BytesIO()
-        save_image(grid, image, format="png")
-        staged.add(folder / f"{stem}_{safe}.png", image.getvalue())
-        ax.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
-        fd = r["final"].get("fid")
-        count = "digits" if "digits_covered" in r["final"] else "modes"  # 3 channels: Stacked-MNIST's modes
-        ax.set_title(f"{v}\nFD {fd:.1f}, {count} {r['final'].get(count + '_covered')}" if fd is not None else v,
-                     fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    save_figure(fig, folder / f"{stem}_samples.png", 110, staged)
-
-
-def plot_final_metrics(runs: pd.DataFrame, path: Path, staged: files.Staged) -> bool:
-    """Per metric: every finished seed as a point over a box of its variant's seeds. Returns
-    whether a figure was drawn (not when no run of the table finished)."""
-    ok = runs[runs["status"].isin(["ok", "reference"])]
-    metrics = [k for k in METRICS if k in ok and ok[k].notna().any()]
-    if not metrics:
-        staged.remove(path)  # nothing to draw: no stale figure from an earlier report
-        return False
-    long = ok.melt(id_vars=["dataset", "variant", "seed"], value_vars=metrics, var_name="metric").dropna()
-    long["metric"] = long["metric"].map(_title)
-    grid = sns.catplot(long, kind="box", x="variant", y="value", hue="variant", col="metric",
-                       col_wrap=min(7, len(metrics)),
-                       sharey=False, height=2.5, aspect=1.0, legend=False, showfliers=False,
-                       boxprops={"alpha": 0.35})
-    np.random.seed(0)  # the strip plot's jitter: the same figure from the same records
-    grid.map_dataframe(sns.stripplot, x="variant", y="value", color="black", size=3, jitter=0.15)
-    grid.set_titles("{col_name}")
-    grid.figure.suptitle(f"{runs['dataset'].iloc[0]}: final metrics, one point per seed", y=1.0)
-    for ax in grid.axes.flat:
-        ax.tick_params(axis="x", labelbottom=True, rotation=30)
-        ax.set_xlabel("")
-    grid.tight_layout()
-    save_figure(grid.figure, path, 100, staged)
-    return True
-
-
-FEW_SEEDS = 5  # up to this many seeds a curve shows each seed, beyond it the 95 % band of the mean
-
-
-def plot_curves(hist: pd.DataFrame, metrics, table: str, path: Path, staged: files.Staged) -> bool:
-    """Learning curves of one table: each metric against generator steps, the mean over seeds with
-    its 95 % band, one panel per metric, linear axes (a signed estimator such as the unbiased MMD²
-    gets its zero line). Returns whether a figure was drawn."""
-    h = hist[hist["dataset"] == table] if not hist.empty else hist
-    metrics = [m for m in metrics if m in h and h[m].notna().any()]
-    if h.empty or not metrics:
-        staged.remove(path)  # nothing to draw: no stale figure from an earlier report
-        return False
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 3.2), squeeze=False)
-    few = h.groupby("variant")["seed"].nunique().max() <= FEW_SEEDS
-    for ax, metric in zip(axes[0], metrics):
-        for variant, g in h.groupby("variant", sort=False):
-            rows = [(step, *stats.mean_ci(p[metric].dropna().tolist())) for step, p in g.groupby("step")]
-            x, mean, lo, hi = map(np.array, zip(*rows))
-            line, = ax.plot(x, mean, marker="o", ms=2, label=variant)
-            if few:  # a t-interval over 2-5 seeds is wider than the data: show the seeds themselves
-                for _, seed in g.groupby("seed"):
-                    ax.plot(seed["step"], seed[metric], color=line.get_color(), alpha=0.3, linewidth=0.7)
-            elif np.isfinite(lo).any():
-                ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-        if (h[metric] < 0).any():
-            ax.axhline(0, color="0.5", linewidth=0.8)
-        ax.set_title(_title(metric), fontsize=9)
-        ax.set_xlabel("generator steps")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v else "0"))
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{table}: learning curves (mean over seeds, "
-                 + ("thin lines: each seed)" if few else "95 % CI band)"), fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path, 100, staged)
-    return True
-
-
-def plot_metric_vs_time(hist: pd.DataFrame, path: Path, staged: files.Staged, metric: str = "mmd2") -> None:
-    """A metric against training wall-clock: mean over seeds at each evaluation, with a 95 % band
-    (symlog: unbiased MMD² can be < 0)."""
-    if hist.empty or metric not in hist or hist[metric].isna().all():
-        return staged.remove(path)  # nothing to draw: no stale figure from an earlier report
-    tables = list(dict.fromkeys(hist["dataset"]))
-    fig, axes = plt.subplots(1, len(tables), figsize=(5 * len(tables), 3.6), squeeze=False)
-    for ax, table in zip(axes[0], tables):
-        h = hist[hist["dataset"] == table]
-        for variant, g in h.groupby("variant", sort=False):
-            # evaluations by index: seeds of a step budget evaluate at the same steps
-            g = g.assign(point=g.groupby("seed").cumcount())
-            rows = [(p["train_seconds"].mean(), *stats.mean_ci(p[metric].tolist())) for _, p in g.groupby("point")]
-            t, m, lo, hi = map(np.array, zip(*rows))
-            line, = ax.plot(t, m, marker="o", ms=3, label=variant)
-            if np.isfinite(lo).any():
-                ax.fill_between(t, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-        ax.set_yscale("symlog", linthresh=1e-4)
-        ax.set_title(table, fontsize=9)
-        ax.set_xlabel("training wall-clock (s)")
-        ax.set_ylabel(f"{METRICS[metric][0]} (mean, 95 % CI over seeds)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, path, 100, staged)
-
-
-def plot_sweeps(records: list[dict], path: Path, staged: files.Staged) -> None:
-    """For each numeric setting or option that varies between variants of a method: each main
-    metric against its value, one line per method and value of the other varying settings
-    (mean and 95 % CI over seeds)."""
-    def value(spec, key):
-        return (spec.get("method_options") or {}).get(key, _setting(spec, key))
-
-    ok = [r for r in records if r["status"] == "ok"]
-    keys: dict[tuple, set] = {}
-    for r in ok:
-        overrides = {**dict(r["spec"].get("method_overrides") or {}), **dict(r["spec"].get("run_overrides") or {})}
-        keys.setdefault((dataset_label(r), r["spec"]["method"]), set()).update(overrides)
-    rows = []
-    for r in ok:
-        table, method = dataset_label(r), r["spec"]["method"]
-        varying = sorted(keys[table, method])
-        for key in varying:
-            x = value(r["spec"], key)
-            if isinstance(x, (int, float)) and not isinstance(x, bool):
-                rest = ",".join(f"{k}={spec_lib.describe_overrides({k: value(r['spec'], k)})[len(k) + 1:]}"
-                                for k in varying if k != key)
-                rows.append({"dataset": table, "key": key, "line": f"{method}[{rest}]" if rest else method,
-                             "value": float(x), **{k: r["final"].get(k) for k in METRICS if METRICS[k][2]}})
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return staged.remove(path)  # nothing to draw: no stale figure from an earlier report
-    df = df.groupby(["dataset", "key", "line"]).filter(lambda g: g["value"].nunique() > 1)
-    if df.empty:
-        return staged.remove(path)  # nothing to draw: no stale figure from an earlier report
-    metrics = [k for k in METRICS if METRICS[k][2] and k in df and df[k].notna().any()]
-    panels = list(dict.fromkeys(zip(df["dataset"], df["key"])))
-    fig, axes = plt.subplots(len(panels), len(metrics), figsize=(3 * len(metrics), 2.8 * len(panels)), squeeze=False)
-    for row, (table, key) in enumerate(panels):
-        d = df[(df["dataset"] == table) & (df["key"] == key)]
-        for col, k in enumerate(metrics):
-            ax = axes[row][col]
-            for line, g in d.groupby("line"):
-                pts = [(v, *stats.mean_ci(p[k].tolist())) for v, p in g.groupby("value")]
-                x, m, lo, hi = map(np.array, zip(*pts))
-                drawn, = ax.plot(x, m, marker="o", label=line)
-                ax.fill_between(x, lo, hi, color=drawn.get_color(), alpha=0.2, linewidth=0)
-            ax.set_xscale("log" if (d["value"] > 0).all() and d["value"].max() / d["value"].min() > 20 else "linear")
-            ax.set_xlabel(key)
-            ax.set_title(f"{_title(k)} · {table}", fontsize=8)
-        axes[row][0].legend(fontsize=6)
-    fig.tight_layout()
-    save_figure(fig, path, 100, staged)
-
-
 @dataclasses.dataclass
 class Report:
     runs: pd.DataFrame
     summary: pd.DataFrame
     comparison: pd.DataFrame
     tables: dict
-    figures: list
+    figures: dict             # section ("verdict", "curves", "samples", "sweeps") -> its PNG files, in page order
     published: pd.DataFrame   # published results beside ours (bench.published); empty without a preset's runs
     records: list             # the run records, in the order of ``runs`` (their environments)
+    ranking: pd.DataFrame     # mean ranks and omnibus tests (ranking_table)
+    wins: pd.DataFrame        # the pairwise tests as win/tie/loss both ways (wins_table)
+    verdicts: dict            # per table, ranks and wins-ties-losses per metric (verdict_tables)
+
+    def figure_files(self) -> list[Path]:
+        return [path for paths in self.figures.values() for path in paths]
 
 
 NO_COMPARISONS = "No comparisons: every variant needs at least 2 finished seeds."
@@ -460,9 +308,44 @@ def published_markdown(beside: pd.DataFrame) -> list[str]:
     return md + [published.NOTE, ""] if md else []
 
 
+def draw_figures(records: list[dict], names: dict, runs: pd.DataFrame, ranking: pd.DataFrame,
+                 wins: pd.DataFrame, plots: Path, staged: files.Staged) -> dict[str, list[Path]]:
+    """Every figure of the report, staged; returns the drawn ones by page section."""
+    drawn = {"verdict": [], "curves": [], "samples": [], "sweeps": []}
+    history = _history_frame(records, names)
+    for name in dict.fromkeys(dataset_label(r) for r in records):
+        mine = [r for r in records if dataset_label(r) == name]
+        stem = name.replace(" · ", "_")
+        finished = dict.fromkeys(names[r["variant_id"]] for r in mine if r["status"] == "ok")
+        colours = {v: f"C{i % 10}" for i, v in enumerate(finished)}  # the curves' colours: same order
+        if figures.plot_verdict(ranking, wins, name, plots / f"{stem}_verdict.png", staged, colours):
+            drawn["verdict"].append(plots / f"{stem}_verdict.png")
+        for x, suffix in (("step", "curves"), ("train_seconds", "curves_time")):
+            if figures.plot_curves(history, name, plots / f"{stem}_{suffix}.png", staged, x=x):
+                drawn["curves"].append(plots / f"{stem}_{suffix}.png")
+        if DATASETS.get(mine[0]["spec"]["dataset"]).kind == "images":
+            figures.plot_image_grids(mine, names, plots, stem, staged)
+        else:
+            figures.plot_samples(mine, names, plots / f"{stem}_samples.png", staged)
+        drawn["samples"].append(plots / f"{stem}_samples.png")
+        if figures.plot_final_metrics(runs[runs["dataset"] == name], plots / f"{stem}_final_metrics.png", staged):
+            drawn["samples"].append(plots / f"{stem}_final_metrics.png")
+    staged.remove(plots / "mmd_vs_time.png")  # drawn by earlier versions; the time curves replace it
+    figures.plot_sweeps(records, plots / "sweeps.png", staged)
+    drawn["sweeps"].append(plots / "sweeps.png")
+    return drawn
+
+
+def verdict_markdown(verdicts: dict) -> list[str]:
+    md = []
+    for heading, table in verdicts.items():
+        md += [f"## {heading}: which variant wins", "", table.to_markdown(index=False), ""]
+    return md + [VERDICT_NOTE, ""] if md else []
+
+
 def build(out: Path, print_fn=print) -> Report:
-    """Write runs.csv, summary.{csv,md}, comparison.{csv,md} and plots/ under ``out``; print the tables.
-    Every record is read and checked before anything is written."""
+    """Write runs.csv, summary.{csv,md}, comparison.{csv,md}, ranking.csv and plots/ under ``out``;
+    print the tables. Every record is read and checked before anything is written."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BenchError(f"--out {out} is a file, not a folder of results")
@@ -474,48 +357,36 @@ def build(out: Path, print_fn=print) -> Report:
     runs = runs_table(records)
     summary = summary_table(runs)
     comparison = comparison_table(runs)
-    tables = display_tables(summary, notes)
+    ranking, wins = ranking_table(runs), wins_table(comparison)
+    verdicts = verdict_tables(ranking, wins)
+    tables = display_tables(summary, notes, comparison)
     beside = published.beside_ours(runs, {r["variant_id"]: r for r in records})
-    md = []
+    md = verdict_markdown(verdicts)
     for heading, table in tables.items():
-        md += [f"## {heading}", "", table.to_markdown(index=False), ""]
-    md += [CI_NOTE, ""] + published_markdown(beside)
+        md += [f"## {heading}", "", markdown_table(table), ""]
+    md += [MARKS_NOTE + " " + CI_NOTE, ""] + published_markdown(beside)
     comparison_md = "\n".join(comparison_markdown(comparison)) if len(comparison) else NO_COMPARISONS + "\n"
     plots = out / "plots"
     staged = files.Staged()  # every file of the report is written at the end, all or none
-    figures = []
-    history = _history_frame(records, names)
-    for name in dict.fromkeys(dataset_label(r) for r in records):
-        mine = [r for r in records if dataset_label(r) == name]
-        stem = name.replace(" · ", "_")
-        if DATASETS.get(mine[0]["spec"]["dataset"]).kind == "images":
-            plot_image_grids(mine, names, plots, stem, staged)
-            figures.append(plots / f"{stem}_samples.png")
-        else:
-            plot_samples(mine, names, plots / f"{stem}_samples.png", staged)
-            figures.append(plots / f"{stem}_samples.png")
-        if plot_final_metrics(runs[runs["dataset"] == name], plots / f"{stem}_final_metrics.png", staged):
-            figures.append(plots / f"{stem}_final_metrics.png")
-        dataset = mine[0]["spec"]["dataset"]
-        tracked = DATASETS.get(dataset).tracked if dataset in DATASETS.names() else ()
-        if plot_curves(history, tracked, name, plots / f"{stem}_curves.png", staged):
-            figures.append(plots / f"{stem}_curves.png")
-    plot_metric_vs_time(history, plots / "mmd_vs_time.png", staged)
-    plot_sweeps(records, plots / "sweeps.png", staged)
-    figures += [plots / "mmd_vs_time.png", plots / "sweeps.png"]
+    drawn = draw_figures(records, names, runs, ranking, wins, plots, staged)
     staged.add(out / "runs.csv", runs.to_csv(index=False).encode())
     staged.add(out / "summary.csv", summary.to_csv(index=False).encode())
     staged.add(out / "summary.md", "\n".join(md).encode())
     staged.add(out / "comparison.csv", comparison.to_csv(index=False).encode())
     staged.add(out / "comparison.md", comparison_md.encode())
+    staged.add(out / "ranking.csv", ranking.to_csv(index=False).encode())
     try:
         staged.commit()
     except OSError as err:
         raise BenchError(f"cannot write the report under {out}: {err.strerror or err}; the report there is as "
                          f"it was, and every record is intact") from None
+    for heading, table in verdicts.items():
+        print_fn(f"\n{heading}: which variant wins\n{table.to_string(index=False)}")
+    if verdicts:
+        print_fn(f"\n{VERDICT_NOTE}")
     for heading, table in tables.items():
         print_fn(f"\n{heading}\n{table.to_string(index=False)}")
-    print_fn(f"\n{CI_NOTE}")
+    print_fn(f"\n{MARKS_NOTE} {CI_NOTE}")
     for heading, table in published.display_tables(beside).items():
         print_fn(f"\n{heading}: published results beside ours\n{table.to_string(index=False)}")
         for n in published.notes(beside, heading):
@@ -529,7 +400,8 @@ def build(out: Path, print_fn=print) -> Report:
         for v in significant["verdict"].head(12):
             print_fn(f"  {v}")
     print_fn(f"\ntables: {out / 'summary.md'}, {out / 'comparison.md'}, {out / 'runs.csv'}; plots: {plots}/")
-    return Report(runs, summary, comparison, tables, [f for f in figures if f.exists()], beside, records)
+    drawn = {section: [f for f in paths if f.exists()] for section, paths in drawn.items()}
+    return Report(runs, summary, comparison, tables, drawn, beside, records, ranking, wins, verdicts)
 
 
 def environment_table(report: Report) -> pd.DataFrame:
@@ -547,53 +419,93 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 110em; p
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0 1em; }
 th, td { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
+td.best { font-weight: bold; background: #e6f4e1; }
+td.tied { background: #f3f9f0; }
 .wide { overflow-x: auto; }
 .note { color: #555; font-size: 0.9em; max-width: 60em; }
+nav { font-size: 0.9em; }
+details { margin: 0.3em 0 0.8em; }
+summary { cursor: pointer; }
 li.significant { font-weight: bold; }
 img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.85em; }
 """
+SECTIONS = {"verdict": "Which variant wins", "tables": "Summary tables", "published": "Published results beside ours",
+            "curves": "Learning curves", "samples": "Samples and final metrics per seed", "sweeps": "Sweeps",
+            "pairs": "Every pairwise test", "runs": "Runs: what produced each"}
+
+
+def html_table(df: pd.DataFrame) -> str:
+    """A table, every cell escaped; a cell marked best (or tied with it) gets that class."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(str(c))}</th>" for c in df.columns)
+
+    def cell(value) -> str:
+        text = "–" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+        mark = ' class="best"' if text.endswith(" " + BEST) else ' class="tied"' if text.endswith(" " + TIED) else ""
+        return f"<td{mark}>{esc(text)}</td>"
+    body = "".join("<tr>" + "".join(cell(v) for v in row) + "</tr>\n" for row in df.itertuples(index=False))
+    return f'<div class="wide"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}</tbody></table></div>'
+
+
+def html_figure(path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    name = html.escape(Path(path).name)
+    return f'<figure><img src="data:image/png;base64,{data}" alt="{name}"><figcaption>{name}</figcaption></figure>'
 
 
 def write_html(report: Report, out: Path) -> Path:
     """The whole report as one self-contained page, ``out/report.html``, that any browser opens from
-    disk: the summary tables, published results beside ours, the pairwise verdicts, every figure (PNG
-    as a data URI) and each run's git revision and environment. Inline CSS; no script, no external
-    resource; every text escaped."""
+    disk, in reading order: which variant wins (ranks and win/tie/loss per table), the summary
+    tables (best cells marked), published results beside ours, learning curves, samples and per-seed
+    metrics, sweeps, every pairwise test (folded, one block per table), and what produced each run.
+    Figures are PNG data URIs; inline CSS; no script, no external resource; every text escaped."""
     esc = html.escape
-
-    def frame(df: pd.DataFrame) -> str:
-        return f'<div class="wide">{df.to_html(index=False, escape=True, border=0, na_rep="–")}</div>'
-
     revisions = pd.Series([(r.get("environment") or {}).get("git_revision", "unknown") for r in report.records])
     made = "; ".join(f"{esc(rev)} ({n} run{'s' if n > 1 else ''})" for rev, n in revisions.value_counts().items())
-    parts = [f"<h1>bench report: {esc(str(out))}</h1>",
-             f'<p class="note">{len(report.records)} run records; git revisions: {made}.</p>',
-             "<h2>Summary</h2>"]
-    for heading, table in report.tables.items():
-        parts += [f"<h3>{esc(heading)}</h3>", frame(table)]
-    parts.append(f'<p class="note">{esc(CI_NOTE)}</p>')
     beside = published.display_tables(report.published)
-    if beside:
-        parts.append("<h2>Published results beside ours</h2>")
+    present = {"verdict": bool(report.verdicts or report.figures["verdict"]), "tables": True,
+               "published": bool(beside), "curves": bool(report.figures["curves"]),
+               "samples": bool(report.figures["samples"]), "sweeps": bool(report.figures["sweeps"]),
+               "pairs": True, "runs": True}
+    nav = " · ".join(f'<a href="#{key}">{esc(title)}</a>' for key, title in SECTIONS.items() if present[key])
+    parts = [f"<h1>bench report: {esc(str(out))}</h1>",
+             f'<p class="note">{len(report.records)} run records; git revisions: {made}.</p>', f"<nav>{nav}</nav>"]
+
+    def section(key: str) -> None:
+        parts.append(f'<h2 id="{key}">{esc(SECTIONS[key])}</h2>')
+
+    if present["verdict"]:
+        section("verdict")
+        for heading, table in report.verdicts.items():
+            parts += [f"<h3>{esc(heading)}</h3>", html_table(table)]
+            stem = heading.replace(" · ", "_") + "_verdict.png"
+            parts += [html_figure(f) for f in report.figures["verdict"] if Path(f).name == stem]
+        parts.append(f'<p class="note">{esc(VERDICT_NOTE)}</p>')
+    section("tables")
+    for heading, table in report.tables.items():
+        parts += [f"<h3>{esc(heading)}</h3>", html_table(table)]
+    parts.append(f'<p class="note">{esc(MARKS_NOTE)} {esc(CI_NOTE)}</p>')
+    if present["published"]:
+        section("published")
         for heading, table in beside.items():
-            parts += [f"<h3>{esc(heading)}</h3>", frame(table)]
+            parts += [f"<h3>{esc(heading)}</h3>", html_table(table)]
             parts += ["<ul>" + "".join(f"<li>{esc(n)}</li>" for n in published.notes(report.published, heading))
                       + "</ul>"]
         parts.append(f'<p class="note">{esc(published.NOTE)}</p>')
-    parts.append("<h2>Which variant is better</h2>")
+    for key in ("curves", "samples", "sweeps"):
+        if present[key]:
+            section(key)
+            parts += [html_figure(f) for f in report.figures[key]]
+    section("pairs")
     for dataset, g in report.comparison.groupby("dataset", sort=False) if len(report.comparison) else ():
-        parts += [f"<h3>{esc(dataset)}</h3>", f"<p>{esc(comparison_intro(g))}</p>", "<ul>"]
+        parts += [f"<details><summary>{esc(dataset)}: {esc(comparison_intro(g))}</summary>", "<ul>"]
         parts += [f'<li{" class=significant" if sig else ""}>{esc(v)}</li>'
-                  for v, sig in zip(g["verdict"], g["significant"])] + ["</ul>"]
+                  for v, sig in zip(g["verdict"], g["significant"])] + ["</ul></details>"]
     if not len(report.comparison):  # an empty table has no columns to group by
         parts.append(f"<p>{esc(NO_COMPARISONS)}</p>")
-    parts.append("<h2>Figures</h2>")
-    for path in report.figures:
-        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-        parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{esc(Path(path).name)}">'
-                     f"<figcaption>{esc(Path(path).name)}</figcaption></figure>")
-    parts += ["<h2>Runs: what produced each</h2>", frame(environment_table(report))]
+    section("runs")
+    parts.append(html_table(environment_table(report)))
     page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>bench report: {esc(str(out))}</title>\n<style>{HTML_STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(parts) + "\n</body>\n</html>\n")

@@ -118,3 +118,52 @@ def verdict(name_a: str, name_b: str, metric: str, c: Comparison, p_adjusted: fl
     if c.a_better == 0.5:
         return f"no difference seen ({effect})"
     return f"no significant difference; {better_name} ahead in this sample ({effect})"
+
+
+@dataclass
+class RankTest:
+    test: str            # "Friedman (seeds as blocks)", "Kruskal-Wallis" or the pairwise test of 2 variants
+    mean_ranks: dict     # variant -> mean rank over seeds, 1 = best (ties share the mean of their ranks)
+    statistic: float
+    p: float
+    n: int               # blocks (seeds every variant finished) or, unpaired, finished runs
+
+
+def rank_test(values: dict[str, dict], better: str) -> RankTest | None:
+    """Every variant of one table on one metric ranked together, with an omnibus test of "all
+    variants alike". ``values``: {variant: {seed: value}} of finished runs. Variants that ran the
+    same seeds are ranked within each seed (the seed is a block: same data, noise and evaluation
+    streams) and tested by Friedman; otherwise Kruskal-Wallis on all runs, each variant's mean rank
+    then being 1 + Σ P(another variant's run beats this one's), the unpaired form of the same
+    number. Two variants: the pairwise test (:func:`compare`). None below 2 variants of ≥ 2 runs."""
+    clean = {v: {s: x for s, x in d.items() if x is not None and math.isfinite(x)} for v, d in values.items()}
+    clean = {v: d for v, d in clean.items() if len(d) >= 2}
+    if len(clean) < 2:
+        return None
+    names = list(clean)
+    sign = -1.0 if better == "higher" else 1.0  # rank 1 = best
+    if len({frozenset(d) for d in clean.values()}) == 1:
+        seeds = sorted(next(iter(clean.values())))
+        table = sign * np.array([[clean[v][s] for v in names] for s in seeds])  # seeds × variants
+        ranks = stats.rankdata(table, axis=1).mean(axis=0)
+        if len(names) == 2:
+            c = compare(clean[names[0]], clean[names[1]], better, paired=True)
+            return RankTest(c.test, dict(zip(names, map(float, ranks))), math.nan, c.p, len(seeds))
+        if np.all(table == table[:, :1]):  # every seed a tie: nothing to rank
+            return RankTest("Friedman (seeds as blocks)", dict(zip(names, map(float, ranks))), 0.0, 1.0, len(seeds))
+        res = stats.friedmanchisquare(*table.T)
+        return RankTest("Friedman (seeds as blocks)", dict(zip(names, map(float, ranks))), float(res.statistic),
+                        float(res.pvalue), len(seeds))
+    groups = [sign * np.array(list(clean[v].values())) for v in names]
+    def p_beats(x, y):  # P(a run of x beats a run of y), ties counted ½ (x, y signed: lower is better)
+        return float(np.mean((x[:, None] < y[None, :]) + 0.5 * (x[:, None] == y[None, :])))
+    ranks = {v: 1 + sum(p_beats(other, g) for j, other in enumerate(groups) if j != i)
+             for i, (v, g) in enumerate(zip(names, groups))}
+    if len(names) == 2:
+        c = compare(clean[names[0]], clean[names[1]], better, paired=False)
+        return RankTest(c.test, ranks, math.nan, c.p, sum(map(len, groups)))
+    pooled = np.concatenate(groups)
+    if np.all(pooled == pooled[0]):
+        return RankTest("Kruskal-Wallis", ranks, 0.0, 1.0, len(pooled))
+    res = stats.kruskal(*groups)
+    return RankTest("Kruskal-Wallis", ranks, float(res.statistic), float(res.pvalue), len(pooled))

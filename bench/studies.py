@@ -473,6 +473,7 @@ class StudyResult:
     summary: object
     comparison: object
     figures: list
+    ranking: object = None   # mean ranks and omnibus tests per table and metric (bench.report.ranking_table)
 
     def __repr__(self):
         o = self.outcome
@@ -489,4 +490,4 @@ def study(methods=None, datasets=None, seeds=(0,), out="results", *, force=False
     plan_ = plan(methods, datasets, seeds, out=out, **kwargs)
     outcome = execute(plan_, force=force, progress=progress, log=(lambda *a: None) if quiet else print)
     tables = report.build(plan_.out, print_fn=(lambda *a: None) if quiet else print)
-    return StudyResult(outcome, tables.runs, tables.summary, tables.comparison, tables.figures)
+    return StudyResult(outcome, tables.runs, tables.summary, tables.comparison, tables.figure_files(), tables.ranking)

@@ -21,7 +21,7 @@ import seaborn as sns
 import torch
 from scipy.stats import gaussian_kde
 
-from bench import files, report
+from bench import figures, files
 from bench.datasets import DATASETS
 from bench.harness import train_and_evaluate
 from bench.spec import resolve
@@ -214,7 +214,7 @@ def _plot_optimal(curves: pd.DataFrame, path: Path):
     ax.set_ylim(-0.02, 1.02)
     fig.legend(loc="upper left", bbox_to_anchor=(0.08, 0.95), fontsize=8)
     fig.tight_layout()
-    report.save_figure(fig, path, 110)
+    figures.save_figure(fig, path, 110)
 
 
 def _plot_equilibrium(densities: pd.DataFrame, datasets, path: Path):
@@ -238,7 +238,7 @@ def _plot_equilibrium(densities: pd.DataFrame, datasets, path: Path):
             ax.set_title(f"{method} on {name}", fontsize=9)
             ax.legend(fontsize=6)
     fig.tight_layout()
-    report.save_figure(fig, path, 100)
+    figures.save_figure(fig, path, 100)
 
 
 def _plot_saturation(fixed: pd.DataFrame, training: pd.DataFrame, data_mean: float, path: Path):
@@ -258,7 +258,7 @@ def _plot_saturation(fixed: pd.DataFrame, training: pd.DataFrame, data_mean: flo
     b.set_title("first steps of training: does G move towards the data?", fontsize=9)
     b.legend(fontsize=8)
     fig.tight_layout()
-    report.save_figure(fig, path, 110)
+    figures.save_figure(fig, path, 110)
 
 
 def run_all(out: Path, quick: bool = False, progress: bool = True, print_fn=print) -> dict[str, pd.DataFrame]:

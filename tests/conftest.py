@@ -81,7 +81,7 @@ class Exploding:
 
 
 def write_record(out, method, dataset, seed, final, *, profile="quick", method_options=None, status="ok",
-                 label=None, steps=3000, revision="0123456789abcdef0123456789abcdef01234567"):
+                 label=None, steps=3000, revision="0123456789abcdef0123456789abcdef01234567", history=()):
     """A run record as the harness writes it, with the given final metrics and no samples, stored
     under ``out`` without training (its spec resolved as for a real run; a ``reference`` record
     keeps ``method`` as its name, which no registry checks)."""
@@ -99,7 +99,7 @@ def write_record(out, method, dataset, seed, final, *, profile="quick", method_o
         ids = {"run_id": run_id, "variant_id": resolved.variant_id, "variant": resolved.variant}
         folder = out / "runs" / dataset / method / f"seed{seed}-{run_id}"
     record = {"schema": records.SCHEMA, **ids, "status": status, "diverged_at_step": None, "steps_done": steps,
-              "spec": spec, "identity": {"spec_version": specs.SPEC_VERSION}, "final": final, "history": [],
+              "spec": spec, "identity": {"spec_version": specs.SPEC_VERSION}, "final": final, "history": list(history),
               "environment": {"versions": {"python": "3.11.7", "torch": "2.14.1"}, "device": "cpu",
                               "device_name": "cpu: x86_64, 1 threads", "git_revision": revision}}
     return store.write_run(folder, None, record)

@@ -25,14 +25,15 @@ def test_run_writes_records_tables_and_plots_and_report_rebuilds_them(tmp_path, 
     assert {"modes_covered", "high_quality_pct", "kl_modes", "mmd2", "energy", "train_seconds"} <= set(summary)
     assert len(pd.read_csv(out / "runs.csv")) == 12
     assert "| method" in (out / "summary.md").read_text()
-    for plot in ("ring8_quick_samples.png", "grid25_quick_final_metrics.png", "mmd_vs_time.png"):
+    for plot in ("ring8_quick_samples.png", "grid25_quick_final_metrics.png", "ring8_quick_curves_time.png",
+                 "grid25_quick_verdict.png"):
         assert (out / "plots" / plot).stat().st_size > 10_000
 
     (out / "summary.csv").unlink()
     assert main(["report", "--out", str(out), "--html"]) == 0
     assert pd.read_csv(out / "summary.csv").equals(summary)
-    # per dataset samples, final metrics and learning curves; MMD² against time
-    assert (out / "report.html").read_text().count('<img src="data:image/png;base64,') == 7
+    # per dataset: the verdict, curves against steps and against seconds, samples, final metrics
+    assert (out / "report.html").read_text().count('<img src="data:image/png;base64,') == 10
     assert (out / "plots" / "ring8_quick_curves.png").stat().st_size > 10_000
     assert (summary["converged"] <= summary["judged"]).all() and (summary["judged"] <= summary["seeds"]).all()
     comparison = pd.read_csv(out / "comparison.csv")

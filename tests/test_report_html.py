@@ -23,7 +23,7 @@ def test_the_html_report_holds_tables_verdicts_figures_published_rows_and_revisi
     for heading, table in built.tables.items():
         assert f"<h3>{heading}</h3>" in page
         assert all(f"<td>{variant}</td>" in page for variant in table["method"])
-    assert page.count('<img src="data:image/png;base64,') == len(built.figures) >= 3
+    assert page.count('<img src="data:image/png;base64,') == len(built.figure_files()) >= 3
     assert "grid25 · pacgan-toy" in page and "not comparable: steps 3,000" in page and "PacGAN3" in page
     verdicts = built.comparison["verdict"]
     assert len(verdicts) and all(v.replace("<", "&lt;").replace(">", "&gt;") in page for v in verdicts)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import files, metrics, mnist, report, spec
+from bench import figures, files, metrics, mnist, spec
 from bench.datasets import DATASETS
 from bench.errors import BenchError
 from methods.gan import MinimaxGAN
@@ -59,7 +59,7 @@ def test_three_channel_samples_are_stored_as_uint8_and_plotted_in_colour(tmp_pat
     record = {"path": str(tmp_path), "samples_file": "samples.npz", "variant_id": "v", "spec": {"seed": 0},
               "final": {"fid": 1.0, "modes_covered": 1}}
     staged = files.Staged()  # the report writes its files together, at the end
-    report.plot_image_grids([record], {"v": "gan"}, tmp_path, "stacked", staged)
+    figures.plot_image_grids([record], {"v": "gan"}, tmp_path, "stacked", staged)
     staged.commit()
     grid = plt.imread(tmp_path / "stacked_gan.png")[..., :3]
     assert (grid[..., 0] - grid[..., 1]).max() > 0.9  # red pixels: the channels are R, G, B
