@@ -48,8 +48,12 @@ def _row_names(records: list[dict]) -> tuple[dict, dict]:
         keys = sorted({k for o in overrides.values() for k in o})
         varying = [k for k in keys if len({repr(o.get(k)) for o in overrides.values()}) > 1]
         common = {k: v for k, v in next(iter(overrides.values()), {}).items() if k not in varying}
-        policy = next(iter(variants.values()))["spec"].get("hparams", "shared")
-        notes[table] = ", ".join(p for p in (f"hparams={policy}", spec_lib.describe_overrides(common)) if p)
+        some = next(iter(variants.values()))["spec"]
+        policy = some.get("hparams", "shared")
+        smoke = (some.get("profile") == "quick" and not {"steps", "budget_seconds"} & set(common)
+                 and not any({"steps", "budget_seconds"} & set(o) for o in overrides.values()))
+        notes[table] = ", ".join(p for p in ("the quick profile: a smoke-test budget" if smoke else "",
+                                             f"hparams={policy}", spec_lib.describe_overrides(common)) if p)
         for vid, r in variants.items():
             name = r["variant"]
             extra = {k: overrides.get(vid, {}).get(k, setting(r["spec"], k)) for k in varying}
