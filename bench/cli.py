@@ -93,8 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--experiment", default=None, help="mlflow: experiment name (default: OUT's folder name)")
 
     perf = sub.add_parser("perf", help="mmd: time the MMD backends on a grid of sizes; study: the executors' "
-                                       "throughput on a toy study")
-    perf.add_argument("what", choices=["mmd", "study"])
+                                       "throughput on a toy study; train: each method's step against a bare "
+                                       "loop and the matmul rate, and an evaluation's parts")
+    perf.add_argument("what", choices=["mmd", "study", "train"])
+    perf.add_argument("--methods", default=None, help="train: comma-separated (default: the built-in methods)")
+    perf.add_argument("--families", default=None,
+                      help="train: network families, comma-separated (default: all; bench perf train --help)")
+    perf.add_argument("--threads", type=int, default=None, help="train: torch threads (default: the cores)")
+    perf.add_argument("--rounds", type=int, default=5, help="train: interleaved timing rounds (default 5)")
+    perf.add_argument("--seconds", type=float, default=0.5, help="train: seconds per timing in a round")
+    perf.add_argument("--evaluations", default=None,
+                      help="train: datasets whose evaluation is split into parts (default: ring8,grid25,mnist,"
+                           "stacked-mnist; 'none' for none)")
     perf.add_argument("--steps", type=int, default=400, help="study: steps per run (default 400)")
     perf.add_argument("--seeds", type=int, default=4, help="study: seeds per (method, dataset) (default 4)")
     perf.add_argument("--sizes", default="1000,10000,100000,1000000", help="comma-separated N (= M)")
@@ -254,6 +264,8 @@ def cmd_perf(args) -> None:
     import torch
 
     from bench import environment, perf
+    if args.what == "train":
+        return perf_train(args)
     if args.what == "study":
         if args.steps < 1 or args.seeds < 2:
             raise BenchError(f"perf study needs --steps >= 1 and --seeds >= 2; got {args.steps}, {args.seeds}")
@@ -284,6 +296,43 @@ def cmd_perf(args) -> None:
     print("\nmilliseconds per value + gradient (Gaussian MMD², biased, float32; median of repeats)")
     print(perf.summary(df).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(f"\nwritten: {path}")
+
+
+def perf_train(args) -> None:
+    from bench import pace
+    from methods import METHODS
+    builtin = [m for m in METHODS.names() if METHODS.source(m) == "builtin"]
+    methods = _names(args.methods, builtin, METHODS.names(), "--methods")
+    families = _names(args.families, list(pace.FAMILIES), list(pace.FAMILIES), "--families")
+    evaluations = [] if args.evaluations == "none" else _names(args.evaluations, list(pace.EVAL_DATASETS),
+                                                               list(pace.EVAL_DATASETS), "--evaluations")
+    threads = args.threads or os.cpu_count() or 1
+    if threads < 1 or args.rounds < 1 or not args.seconds > 0:
+        raise BenchError(f"perf train needs --threads, --rounds >= 1 and --seconds > 0; got {args.threads}, "
+                         f"{args.rounds}, {args.seconds}")
+    train, evaluation = pace.run_train_benchmark(methods, families, threads, args.rounds, args.seconds, args.out,
+                                                 evaluations)
+    if len(train):
+        print("\nsteps/s: the harness's step; bare: a plain loop of the same networks and loss; "
+              "of matmul: achieved GFLOP/s over a 1024² fp32 matmul's, same process (medians of interleaved rounds)")
+        print(train[["family", "method", "steps_per_s", "bare_steps_per_s", "step_over_bare", "mflop_per_step",
+                     "gflops", "matmul_gflops", "of_matmul"]].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if len(evaluation):
+        print("\none evaluation, seconds by part")
+        print(evaluation[["dataset", "samples", "part", "seconds"]].to_string(
+            index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"\nwritten: {args.out / 'train-cpu.csv'}, {args.out / 'evaluation-cpu.csv'}")
+
+
+def _names(text, default: list, allowed: list, flag: str) -> list:
+    if text is None:
+        return default
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in allowed]
+    if unknown or not names:
+        raise BenchError(f"{flag}: unknown {', '.join(map(repr, unknown)) or 'empty list'}; choose from: "
+                         f"{', '.join(allowed)}")
+    return names
 
 
 def cmd_theory(args) -> None:

@@ -83,6 +83,14 @@ def build(spec: RunSpec):
     return device, dataset, method, nets, real
 
 
+def train_step(method, nets: Nets, real) -> tuple[dict, bool]:
+    """One step of the loop: the method's update, then the one cheap check a step (are its losses
+    finite?) that stops a diverged run there rather than at the next evaluation."""
+    losses = method.step(nets, real)
+    finite = not losses or bool(torch.isfinite(torch.stack([v.float() for v in losses.values()])).all())
+    return losses, finite
+
+
 def measure_pace(spec: RunSpec, seconds: float = 1.0, warmup: float = 0.5) -> float:
     """Training steps per second of ``spec`` on this machine, timed for about ``seconds`` after
     ``warmup`` seconds of steps (first steps allocate) and at least two steps; what a study's
@@ -150,14 +158,13 @@ def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> 
             if status == "diverged" or (next_eval >= len(schedule) if by_time else step == spec.steps):
                 break
         t0 = time.perf_counter()
-        step_losses = method.step(nets, real)
+        step_losses, finite = train_step(method, nets, real)
         sync()
         train_seconds += time.perf_counter() - t0
         for name, value in step_losses.items():
             losses.setdefault(name, []).append(value)
         step += 1
-        # one cheap check a step: a NaN stops the run here, not at the next evaluation
-        if step_losses and not bool(torch.isfinite(torch.stack([v.float() for v in step_losses.values()])).all()):
+        if not finite:
             status, diverged_at = "diverged", step
         bar.update(1 if not by_time else min(train_seconds, spec.budget_seconds) - bar.n)
     bar.close()

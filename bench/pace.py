@@ -1,0 +1,220 @@
+"""``python -m bench perf train``: how close a training step and an evaluation come to this
+machine's pace.
+
+Per method and network family: steps per second of the harness's step (:func:`bench.harness.train_step`,
+what every run executes), of a bare PyTorch loop of the same networks and loss written here, and
+of a 1024² fp32 matrix product, all in one process at one thread count, timed in interleaved
+rounds (harness, bare, matmul, harness, ...) so that a machine slowing down mid-way slows all
+three alike and the ratios hold; medians over rounds. FLOPs per step are counted by torch's
+FlopCounterMode (matrix products and convolutions; elementwise work such as a kernel's exp is
+not counted, so a step dominated by it shows a low GFLOP/s). Per dataset: one evaluation split
+into its parts (preparing the reference, sampling, each metric function), by cProfile.
+"""
+from __future__ import annotations
+
+import cProfile
+import math
+import pstats
+import statistics
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from bench import environment, harness
+from bench import spec as spec_lib
+from bench.datasets import DATASETS
+from bench.errors import BenchError
+from methods import METHODS
+
+# network family -> the dataset and profile (or preset) that builds it
+FAMILIES = {
+    "toy-mlp": ("ring8", "quick"),
+    "veegan-mlp": ("ring8", "veegan-toy"),
+    "pacgan-mlp": ("ring8", "pacgan-toy"),
+    "gdpp-mlp": ("ring8", "gdpp-toy"),
+    "mnist-dcgan": ("mnist", "quick"),
+    "pacgan-dcgan": ("stacked-mnist", "pacgan-stacked"),
+}
+EVAL_DATASETS = ("ring8", "grid25", "mnist", "stacked-mnist")
+MATMUL_N = 1024
+
+
+def bare_mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths) -> torch.Tensor:
+    """Unbiased Gaussian MMD², summed over bandwidths, as anyone would write it: three kernel
+    matrices from cdist, autograd for the gradient."""
+    def k(a, b):
+        d2 = torch.cdist(a, b).square()
+        return sum(torch.exp(d2 * (-0.5 / s ** 2)) for s in bandwidths)
+    n, m = len(x), len(y)
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    return ((kxx.sum() - kxx.diagonal().sum()) / (n * (n - 1)) + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
+            - 2 * kxy.mean())
+
+
+def bare_step(method, nets, real):
+    """The same networks and loss in a plain loop: no requires_grad toggling, no loss dictionary, no
+    divergence check. None for a method this command has no bare loop for (a plugin's own step)."""
+    G, D = nets.generator, nets.discriminator
+    if D is not None and hasattr(method, "discriminator_objective"):
+        d_steps = getattr(method, "d_steps", 1)
+
+        def step():
+            for _ in range(d_steps):
+                x = real()
+                with torch.no_grad():
+                    fake = G(nets.noise(len(x)))
+                nets.d_opt.zero_grad(set_to_none=True)
+                method.discriminator_objective(D, x, fake).backward()
+                nets.d_opt.step()
+                method.after_discriminator_step(D)
+            nets.g_opt.zero_grad(set_to_none=True)
+            method.generator_objective(D, G(nets.noise(len(x))), real).backward()
+            nets.g_opt.step()
+        return step
+    if D is None and getattr(method, "kernel", None) == "gaussian" and not method.uses_autoencoder:
+        method.step(nets, real)  # the median heuristic picks the bandwidths at the first step
+
+        def step():
+            x = real().flatten(1)
+            loss = bare_mmd2(G(nets.noise(len(x))).flatten(1), x, method.bandwidths_)
+            if method.root:
+                loss = loss.clamp_min(1e-12).sqrt()
+            nets.g_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nets.g_opt.step()
+        return step
+    return None
+
+
+def rate(fn, seconds: float) -> float:
+    """Calls of ``fn`` per second over at least ``seconds`` (and at least 2 calls)."""
+    calls, t0 = 0, time.perf_counter()
+    while calls < 2 or time.perf_counter() - t0 < seconds:
+        fn()
+        calls += 1
+    return calls / (time.perf_counter() - t0)
+
+
+def count_flops(fn) -> int:
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def matmul_step():
+    a, b = torch.randn(MATMUL_N, MATMUL_N), torch.randn(MATMUL_N, MATMUL_N)
+    return lambda: a @ b
+
+
+def time_train(method: str, family: str, threads: int, rounds: int, seconds: float) -> dict | None:
+    """One row: the method's step on the family's networks against its bare loop and the matmul."""
+    dataset, profile = FAMILIES[family]
+    try:
+        spec = spec_lib.resolve(method, dataset, 0, profile, device="cpu", threads=threads)
+    except BenchError:  # e.g. a preset that fixes an option this method does not have
+        return None
+    _, _, m, nets, real = harness.build(spec)
+    _, _, m_bare, nets_bare, real_bare = harness.build(spec)
+    ours = lambda: harness.train_step(m, nets, real)  # noqa: E731
+    bare = bare_step(m_bare, nets_bare, real_bare)
+    matmul = matmul_step()
+    for fn in (ours, bare, matmul):  # first calls allocate
+        if fn is not None:
+            rate(fn, seconds / 3)
+    flops = count_flops(ours)
+    runs = {"harness": [], "bare": [], "matmul": []}
+    for _ in range(rounds):
+        runs["harness"].append(rate(ours, seconds))
+        if bare is not None:
+            runs["bare"].append(rate(bare, seconds))
+        runs["matmul"].append(rate(matmul, seconds) * 2 * MATMUL_N ** 3 / 1e9)
+    steps = statistics.median(runs["harness"])
+    bare_steps = statistics.median(runs["bare"]) if runs["bare"] else math.nan
+    matmul_gflops = statistics.median(runs["matmul"])
+    return {"family": family, "method": method, "dataset": dataset, "profile": profile, "batch": spec.batch_size,
+            "threads": threads, "steps_per_s": steps, "bare_steps_per_s": bare_steps,
+            "step_over_bare": bare_steps / steps, "mflop_per_step": flops / 1e6, "gflops": flops * steps / 1e9,
+            "matmul_gflops": matmul_gflops, "of_matmul": flops * steps / 1e9 / matmul_gflops, "rounds": rounds}
+
+
+def profile_parts(fn, parents=("evaluate",)) -> dict[str, float]:
+    """Seconds of one call of ``fn`` by the functions that the ``parents`` functions call directly
+    (an evaluate calling a parent class's evaluate is looked through), from cProfile."""
+    profiler = cProfile.Profile()
+    profiler.enable()
+    fn()
+    profiler.disable()
+    table = pstats.Stats(profiler).stats
+    parts = {}
+    for (file, _, name), (_, _, _, _, callers) in table.items():
+        if name in parents or file == "~":  # Python's built-ins (dict.update, ...): not a part
+            continue
+        seconds = sum(c[3] for (_, _, caller), c in callers.items() if caller in parents)
+        if seconds > 0:
+            parts[f"{Path(file).stem}.{name}"] = parts.get(f"{Path(file).stem}.{name}", 0.0) + seconds
+    return parts
+
+
+def time_evaluation(dataset: str, threads: int) -> list[dict]:
+    """Rows of one evaluation of ``dataset`` at its quick profile's sample count: preparing the
+    reference (once per run today), sampling the generator, and each metric function."""
+    spec = spec_lib.resolve("nsgan", dataset, 0, "quick", device="cpu", threads=threads)
+    device, ds, _, nets, _ = harness.build(spec)
+    ds.reference(device)  # first call may train and cache a classifier: not what a run pays
+    t0 = time.perf_counter()
+    reference = ds.reference(device)
+    rows = [("reference (per run)", time.perf_counter() - t0)]
+    z = nets.noise(ds.eval_size)
+    t0 = time.perf_counter()
+    samples = _sample(nets.generator, z)
+    rows.append(("sampling", time.perf_counter() - t0))
+    t0 = time.perf_counter()
+    parts = profile_parts(lambda: ds.evaluate(samples, reference))
+    total = time.perf_counter() - t0
+    rows += sorted(parts.items(), key=lambda kv: -kv[1])
+    rows.append(("evaluate, total (profiled)", total))
+    return [{"dataset": dataset, "samples": ds.eval_size, "threads": threads, "part": part, "seconds": s}
+            for part, s in rows]
+
+
+def _sample(generator, z):
+    with torch.no_grad():
+        return generator(z)
+
+
+def run_train_benchmark(methods, families, threads: int, rounds: int, seconds: float, out: Path,
+                        evaluations=EVAL_DATASETS, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
+    torch.set_num_threads(threads)
+    rows = []
+    for family in families:
+        dataset = FAMILIES[family][0]
+        try:
+            DATASETS.create(dataset)
+        except BenchError as err:  # MNIST files missing: said, and the family skipped
+            log(f"skipped {family}: {err}")
+            continue
+        for method in methods:
+            row = time_train(method, family, threads, rounds, seconds)
+            if row is None:
+                continue
+            rows.append(row)
+            log(f"{family:>12} {method:>8}: {row['steps_per_s']:8.1f} steps/s, {row['step_over_bare']:.2f}× the bare "
+                f"loop's time, {row['mflop_per_step']:.0f} MFLOP, {row['gflops']:.1f} GFLOP/s = "
+                f"{100 * row['of_matmul']:.0f} % of the matmul's {row['matmul_gflops']:.0f}")
+    evals = []
+    for dataset in evaluations:
+        try:
+            evals += time_evaluation(dataset, threads)
+        except BenchError as err:
+            log(f"skipped the {dataset} evaluation: {err}")
+    train, evaluation = pd.DataFrame(rows), pd.DataFrame(evals)
+    out.mkdir(parents=True, exist_ok=True)
+    device, revision = environment.device_name(torch.device("cpu")), environment.git_revision()
+    for df, name in ((train, "train"), (evaluation, "evaluation")):
+        df.insert(0, "device", device)
+        df["git_revision"] = revision
+        df.to_csv(out / f"{name}-cpu.csv", index=False)
+    return train, evaluation
