@@ -62,7 +62,9 @@ class Dataset:
         return mmd.gaussian_bandwidths(mmd.median_distance(held_out), self.eval_bandwidth_factors)
 
     def reference(self, device="cpu") -> dict:
-        """What evaluation compares against, prepared once per run."""
+        """What evaluation compares against: a function of the dataset's options alone (its own
+        seeded streams, never the global RNG), as the harness prepares it once per process and
+        reuses it for every run on the same options; evaluate must not change it."""
         held_out = self.held_out(device)
         return {"held_out": held_out, "bandwidths": self.eval_bandwidths(held_out)}
 
@@ -274,8 +276,8 @@ class StackedMNIST(ImageDataset):
 
     def channel_features(self, model, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The MNIST classifier's features (n, 3, 128; float32) and predicted digit (n, 3) of every channel."""
-        # each channel classified as one image, in chunks of as many images as MNIST's (memory)
-        features, probs = mnist.features_and_probs(model, images, batch=2000 // self.channels)
+        # each channel classified as one image, in chunks of as many images as MNIST's
+        features, probs = mnist.features_and_probs(model, images, batch=max(1, mnist.FEATURE_BATCH // self.channels))
         return features.float().view(len(images), self.channels, -1), probs.argmax(1).view(len(images), self.channels)
 
     def reference(self, device="cpu"):

@@ -215,14 +215,21 @@ def _batches(x, size):
         yield x[i:i + size]
 
 
+FEATURE_BATCH = 100  # images per forward pass: small batches stay in cache (1.7× faster than 2,000 on a CPU)
+
+
 @torch.no_grad()
-def features_and_probs(model: LeNet, images: torch.Tensor, batch: int = 2000):
-    """Penultimate features (float64) and class probabilities of images in [0, 1]."""
-    model.eval()
+def features_and_probs(model: LeNet, images: torch.Tensor, batch: int = FEATURE_BATCH):
+    """Penultimate features (float64) and class probabilities of images in [0, 1]. Channels-last
+    layout: the CPU's convolutions run about 1.7× faster in it; features then differ from the
+    default layout's by rounding (≤ 8e-6 of values up to 32 on MNIST's test set, no predicted
+    class changed, FD between its halves equal to 7 digits; bench perf train measures the pace)."""
+    model.eval().to(memory_format=torch.channels_last)
     device = next(model.parameters()).device
     feats, probs = [], []
     for chunk in _batches(images, batch):
-        f = model.features(chunk.to(device, torch.float32).reshape(-1, 1, 28, 28))
+        f = model.features(chunk.to(device, torch.float32).reshape(-1, 1, 28, 28)
+                           .contiguous(memory_format=torch.channels_last))
         feats.append(f.double().cpu())
         probs.append(torch.softmax(model.head(f), 1).double().cpu())
     return torch.cat(feats), torch.cat(probs)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import cProfile
 import math
+import os
 import pstats
 import statistics
 import time
@@ -98,10 +99,15 @@ def rate(fn, seconds: float) -> float:
     return calls / (time.perf_counter() - t0)
 
 
-def count_flops(fn) -> int:
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
+def count_flops(fn) -> float:
+    """FLOPs of one call, by torch's counter; NaN where it cannot follow the step (it fails on a
+    double backward such as WGAN-GP's gradient penalty)."""
+    try:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+    except RuntimeError:
+        return math.nan
+    return float(counter.get_total_flops())
 
 
 def matmul_step():
@@ -160,13 +166,13 @@ def profile_parts(fn, parents=("evaluate",)) -> dict[str, float]:
 
 def time_evaluation(dataset: str, threads: int) -> list[dict]:
     """Rows of one evaluation of ``dataset`` at its quick profile's sample count: preparing the
-    reference (once per run today), sampling the generator, and each metric function."""
+    reference (once per process, shared by its runs), sampling the generator, and each metric function."""
     spec = spec_lib.resolve("nsgan", dataset, 0, "quick", device="cpu", threads=threads)
     device, ds, _, nets, _ = harness.build(spec)
     ds.reference(device)  # first call may train and cache a classifier: not what a run pays
     t0 = time.perf_counter()
     reference = ds.reference(device)
-    rows = [("reference (per run)", time.perf_counter() - t0)]
+    rows = [("reference (once per process)", time.perf_counter() - t0)]
     z = nets.noise(ds.eval_size)
     t0 = time.perf_counter()
     samples = _sample(nets.generator, z)
@@ -188,6 +194,7 @@ def _sample(generator, z):
 def run_train_benchmark(methods, families, threads: int, rounds: int, seconds: float, out: Path,
                         evaluations=EVAL_DATASETS, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
     torch.set_num_threads(threads)
+    load = os.getloadavg()[0]  # written beside the numbers: a busy machine slows every column
     rows = []
     for family in families:
         dataset = FAMILIES[family][0]
@@ -216,5 +223,6 @@ def run_train_benchmark(methods, families, threads: int, rounds: int, seconds: f
     for df, name in ((train, "train"), (evaluation, "evaluation")):
         df.insert(0, "device", device)
         df["git_revision"] = revision
+        df["load_1min_before"] = load
         df.to_csv(out / f"{name}-cpu.csv", index=False)
     return train, evaluation

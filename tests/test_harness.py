@@ -96,3 +96,18 @@ def test_impossible_configs_are_rejected(field, value):
     kw = {"method": "gmn", "dataset": "ring8", **TINY, field: value}
     with pytest.raises(BenchError):
         resolve(**kw)
+
+
+def test_runs_on_one_dataset_share_its_reference_and_measure_what_a_fresh_one_gives(monkeypatch):
+    from bench.datasets import Ring8
+    calls = []
+    real_reference = Ring8.reference
+    monkeypatch.setattr(Ring8, "reference", lambda self, device="cpu": calls.append(self.std) or
+                        real_reference(self, device))
+    strip = lambda r: [{k: v for k, v in h.items() if k != "train_seconds"} for h in r["history"]]
+    run("gan", 0, dataset_options={"std": 0.011})
+    first, _ = run("gan", 1, dataset_options={"std": 0.011})  # the same options: the reference is reused
+    assert calls == [0.011]
+    run("gan", 0, dataset_options={"std": 0.02})  # other options: prepared anew (and the old one dropped)
+    again, _ = run("gan", 1, dataset_options={"std": 0.011})
+    assert calls == [0.011, 0.02, 0.011] and strip(again) == strip(first)

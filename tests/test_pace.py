@@ -49,7 +49,7 @@ def test_the_flop_counter_counts_a_known_product():
 def test_an_evaluation_is_split_into_the_parts_it_calls():
     rows = pd.DataFrame(pace.time_evaluation("ring8", threads=1))
     parts = set(rows["part"])
-    assert {"reference (per run)", "sampling", "metrics.distance_metrics", "metrics.mode_metrics",
+    assert {"reference (once per process)", "sampling", "metrics.distance_metrics", "metrics.mode_metrics",
             "evaluate, total (profiled)"} <= parts
     metric_parts = rows[rows["part"].str.startswith("metrics.")]["seconds"].sum()
     assert metric_parts <= rows.set_index("part").loc["evaluate, total (profiled)", "seconds"] + 1e-3
@@ -60,6 +60,7 @@ def test_perf_train_writes_its_csvs_and_refuses_unknown_names(tmp_path, capsys):
                  "--evaluations", "none", "--threads", "1", "--out", str(tmp_path)]) == 0
     train = pd.read_csv(tmp_path / "train-cpu.csv")
     assert list(train["method"]) == ["gan"] and train["git_revision"].notna().all()
+    assert (train["load_1min_before"] >= 0).all()
     assert main(["perf", "train", "--methods", "gan,wgan", "--out", str(tmp_path / "x")]) == 2
     assert "unknown 'wgan'" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert main(["perf", "train", "--families", "cifar", "--out", str(tmp_path / "x")]) == 2
