@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("what", choices=["mmd", "study", "train"])
     perf.add_argument("--methods", default=None, help="train: comma-separated (default: the built-in methods)")
     perf.add_argument("--families", default=None,
-                      help="train: network families, comma-separated (default: all; bench perf train --help)")
+                      help="train: network families, comma-separated (default: all of toy-mlp, veegan-mlp, "
+                           "pacgan-mlp, gdpp-mlp, mnist-dcgan, pacgan-dcgan)")
     perf.add_argument("--threads", type=int, default=None, help="train: torch threads (default: the cores)")
     perf.add_argument("--rounds", type=int, default=5, help="train: interleaved timing rounds (default 5)")
     perf.add_argument("--seconds", type=float, default=0.5, help="train: seconds per timing in a round")
@@ -306,10 +307,12 @@ def perf_train(args) -> None:
     families = _names(args.families, list(pace.FAMILIES), list(pace.FAMILIES), "--families")
     evaluations = [] if args.evaluations == "none" else _names(args.evaluations, list(pace.EVAL_DATASETS),
                                                                list(pace.EVAL_DATASETS), "--evaluations")
-    threads = args.threads or os.cpu_count() or 1
+    threads = (os.cpu_count() or 1) if args.threads is None else args.threads
     if threads < 1 or args.rounds < 1 or not args.seconds > 0:
-        raise BenchError(f"perf train needs --threads, --rounds >= 1 and --seconds > 0; got {args.threads}, "
+        raise BenchError(f"perf train needs --threads >= 1, --rounds >= 1 and --seconds > 0; got {threads}, "
                          f"{args.rounds}, {args.seconds}")
+    if args.out.exists() and not args.out.is_dir():
+        raise BenchError(f"--out {args.out} is a file; give a folder for the CSVs")
     train, evaluation = pace.run_train_benchmark(methods, families, threads, args.rounds, args.seconds, args.out,
                                                  evaluations)
     if len(train):
@@ -321,7 +324,8 @@ def perf_train(args) -> None:
         print("\none evaluation, seconds by part")
         print(evaluation[["dataset", "samples", "part", "seconds"]].to_string(
             index=False, float_format=lambda v: f"{v:.3g}"))
-    print(f"\nwritten: {args.out / 'train-cpu.csv'}, {args.out / 'evaluation-cpu.csv'}")
+    written = [args.out / f"{name}-cpu.csv" for name, df in (("train", train), ("evaluation", evaluation)) if len(df)]
+    print(f"\nwritten: {', '.join(map(str, written)) or 'nothing (nothing was measured)'}")
 
 
 def _names(text, default: list, allowed: list, flag: str) -> list:

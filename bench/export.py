@@ -86,7 +86,7 @@ def tensorboard(out: Path, to: Path | None = None) -> tuple[Path, int]:
     from torch.utils.tensorboard import SummaryWriter
 
     records = records_of(out)
-    to = Path(to) if to is not None else Path(out) / "tensorboard"
+    to = (Path(to) if to is not None else Path(out) / "tensorboard").resolve()  # ".", links: the real folder
     if to.exists() and not to.is_dir():
         raise BenchError(f"--to {to} is a file; give a folder for the TensorBoard runs")
     if to.is_dir() and any(to.iterdir()) and not (to / MARKER).exists():
@@ -94,6 +94,9 @@ def tensorboard(out: Path, to: Path | None = None) -> tuple[Path, int]:
     try:
         to.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; an export is for others to read
     except OSError as err:
         raise BenchError(f"cannot write under {to.parent}: {err.strerror or err}; nothing was exported") from None
     try:
@@ -116,6 +119,9 @@ def tensorboard(out: Path, to: Path | None = None) -> tuple[Path, int]:
         shutil.rmtree(staging, ignore_errors=True)
         raise BenchError(f"cannot write the TensorBoard runs to {to}: {err.strerror or err}; what was there "
                          f"is as it was") from None
+    except BaseException:  # a bug or Ctrl-C: no half-written folder left beside the target
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return to, len(records)
 
 
@@ -137,12 +143,14 @@ def mlflow(out: Path, tracking_uri: str | None = None, experiment: str | None = 
     revision as tags. Runs exported before (tag ``bench.run_id``) are skipped. If logging fails
     half-way, the runs this call created are deleted. Returns (uri, experiment, logged, skipped)."""
     require("mlflow")
+    if experiment is not None and not experiment.strip():
+        raise BenchError("--experiment takes a name; got an empty one (leave it out for OUT's folder name)")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # an unreachable server: fail in seconds
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    for logger in ("mlflow", "alembic"):  # their INFO lines (creating tables) are not the user's news
-        logging.getLogger(logger).setLevel(logging.WARNING)
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
+    for logger in ("mlflow", "alembic"):  # their INFO lines (creating tables) are not the user's news;
+        logging.getLogger(logger).setLevel(logging.WARNING)  # after the import, which sets mlflow's level
 
     records = records_of(out)
     uri = tracking_uri or f"sqlite:///{(Path(out) / 'mlflow.db').resolve()}"

@@ -296,7 +296,7 @@ def plot_verdict(ranking: pd.DataFrame, wins: pd.DataFrame, table: str, path: Pa
                                                     color_palette=colours)
         row = m.iloc[0]
         ax.set_title(f"{title(metric)}: mean rank over {row['n']} {'seeds' if 'Friedman' in row['test'] else 'runs'} "
-                     f"(1 = best)\n{row['test'].split(',')[0]} p = {row['p']:.2g}", fontsize=8)
+                     f"(1 = best)\n{row['test'].split(',')[0]} p = {stats.format_p(row['p'])}", fontsize=8)
         variants = [v for v in overall if v in variants]
         grid = pd.DataFrame(np.nan, index=variants, columns=variants)
         for a, b, outcome in zip(pairs["variant"], pairs["other"], pairs["outcome"]):

@@ -221,6 +221,8 @@ def run_train_benchmark(methods, families, threads: int, rounds: int, seconds: f
     out.mkdir(parents=True, exist_ok=True)
     device, revision = environment.device_name(torch.device("cpu")), environment.git_revision()
     for df, name in ((train, "train"), (evaluation, "evaluation")):
+        if df.empty:  # a narrower run (--evaluations none) leaves the other CSV as it was
+            continue
         df.insert(0, "device", device)
         df["git_revision"] = revision
         df["load_1min_before"] = load

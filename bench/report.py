@@ -198,7 +198,7 @@ def verdict_tables(ranking: pd.DataFrame, wins: pd.DataFrame) -> dict[str, pd.Da
                 "–" if v not in ranks else f"{ranks[v]:.2f} ({counts.get('win', {}).get(v, 0)}–"
                 f"{counts.get('tie', {}).get(v, 0)}–{counts.get('loss', {}).get(v, 0)})" for v in order]
         tests = {figures.title(k): f"{r[r['metric'] == k]['test'].iloc[0].split(',')[0].split(' (')[0]} "
-                                   f"p = {r[r['metric'] == k]['p'].iloc[0]:.2g}" for k in metrics}
+                                   f"p = {stats.format_p(r[r['metric'] == k]['p'].iloc[0])}" for k in metrics}
         tables[dataset] = pd.concat([table, pd.DataFrame([{"method": "all alike?", **tests}])], ignore_index=True)
     return tables
 
@@ -207,10 +207,11 @@ VERDICT_NOTE = ("Cells: mean rank over seeds (1 = best; ties share their ranks' 
                 "against the other variants by the pairwise tests of comparison.md (Wilcoxon signed-rank where "
                 "seeds pair up, Mann-Whitney U otherwise; Holm over the table; 5 %). Last row: the omnibus test "
                 "that every variant is alike (Friedman with seeds as blocks; Kruskal-Wallis for unpaired seeds; "
-                "the pairwise test itself for two variants).")
+                "the pairwise test itself for two variants). Variants with fewer than 2 finished seeds are not ranked.")
 BEST, TIED = "★", "☆"
-MARKS_NOTE = (f"{BEST}: the best mean of its column; {TIED}: not significantly different from it "
-              "(pairwise test, Holm, 5 %). Arrows: which direction is better.")
+MARKS_NOTE = (f"{BEST}: the best mean of its column among the variants with at least 2 finished seeds; {TIED}: "
+              "not significantly different from it (pairwise test, Holm, 5 %); only the tested columns are "
+              "marked. Arrows: which direction is better.")
 
 
 def _cell(mean, lo, hi) -> str:
@@ -224,7 +225,9 @@ def best_marks(rows: pd.DataFrame, k: str, comparison: pd.DataFrame | None) -> l
     """For one metric column of one table (``rows``: its summary rows), BEST on the variant with the
     best mean, TIED on those the pairwise tests do not separate from it, "" elsewhere. Reference
     rows (the data itself) and variants with no finished seed take no part."""
-    eligible = rows[~rows["reference"] & rows[k].notna() & (rows["seeds"] > 0)]
+    if not METRICS[k][2]:  # no pairwise test on this column: no claim either way
+        return [""] * len(rows)
+    eligible = rows[~rows["reference"] & rows[k].notna() & (rows["seeds"] >= 2)]  # the variants tested
     if len(eligible) < 2:
         return [""] * len(rows)
     means = eligible[k] if METRICS[k][1] == "lower" else -eligible[k]

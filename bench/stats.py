@@ -33,6 +33,13 @@ def mean_ci(values, level: float = LEVEL) -> tuple[float, float, float]:
     return mean, float(lo), float(hi)
 
 
+def format_p(p: float) -> str:
+    """A p-value in 2 significant digits, 3 where 2 would show it as 0.05 or across it (0.0498, not 0.05)."""
+    text = f"{p:.2g}"
+    shown = float(text)
+    return f"{p:.3g}" if math.isclose(shown, ALPHA) or (p <= ALPHA) != (shown <= ALPHA) else text
+
+
 def mean_se(values) -> tuple[float, float, int]:
     """Mean, standard error (sample std ÷ √n; nan for fewer than 2 values) and n of the finite values."""
     x = np.asarray([v for v in values if v is not None and math.isfinite(v)], dtype=float)

@@ -124,3 +124,22 @@ def test_a_missing_extra_says_how_to_install_it(tmp_path, capsys, monkeypatch):
     assert main(["export", "mlflow", str(out)]) == 2
     assert 'pip install -e ".[mlflow]"' in capsys.readouterr().err
     assert not (out / "mlflow.db").exists()
+
+
+def test_the_target_may_be_the_current_folder_or_a_link_and_is_readable(tmp_path, monkeypatch):
+    out = write_runs(tmp_path / "res")
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert main(["export", "tensorboard", str(out), "--to", "."]) == 0
+    assert (tmp_path / "here" / export.MARKER).exists() and (tmp_path / "here").stat().st_mode & 0o005
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    assert main(["export", "tensorboard", str(out), "--to", str(tmp_path / "link")]) == 0
+    assert (tmp_path / "link").is_symlink() and (tmp_path / "real" / export.MARKER).exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging or old folder left
+
+
+def test_an_empty_experiment_name_is_refused(tmp_path, capsys):
+    out = write_runs(tmp_path / "res")
+    assert main(["export", "mlflow", str(out), "--experiment", " "]) == 2
+    assert "--experiment takes a name" in capsys.readouterr().err and not (out / "mlflow.db").exists()

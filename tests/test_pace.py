@@ -64,3 +64,10 @@ def test_perf_train_writes_its_csvs_and_refuses_unknown_names(tmp_path, capsys):
     assert main(["perf", "train", "--methods", "gan,wgan", "--out", str(tmp_path / "x")]) == 2
     assert "unknown 'wgan'" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert main(["perf", "train", "--families", "cifar", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_perf_train_refuses_a_file_as_out_before_timing(tmp_path, capsys):
+    (tmp_path / "f").write_text("x")
+    assert main(["perf", "train", "--methods", "gan", "--out", str(tmp_path / "f")]) == 2
+    assert "is a file" in capsys.readouterr().err and (tmp_path / "f").read_text() == "x"
+    assert main(["perf", "train", "--threads", "0", "--out", str(tmp_path / "x")]) == 2

@@ -126,3 +126,20 @@ def test_the_page_reads_verdict_first_and_folds_the_pairwise_sentences(tmp_path)
     # ring8: gmn's MMD², and modes (8 for every variant: equal means share the mark); grid25 has one variant
     assert page.count('<td class="best">') == 4 and page.count('<td class="tied">') == 1
     assert "<script" not in page
+
+
+def test_p_values_never_round_across_5_percent():
+    assert stats.format_p(0.0498) == "0.0498" and stats.format_p(0.0504) == "0.0504"
+    assert stats.format_p(0.37) == "0.37" and stats.format_p(0.00068) == "0.00068"
+
+
+def test_untested_columns_and_one_seed_variants_get_no_marks(tmp_path):
+    out = tmp_path / "res"
+    for s in range(3):
+        write_record(out, "gan", "ring8", s, {"mmd2": 0.5, "energy": 0.2 + s, "modes_covered": 8.0})
+        write_record(out, "nsgan", "ring8", s, {"mmd2": 0.6, "energy": 0.1 + s, "modes_covered": 8.0})
+    write_record(out, "gmn", "ring8", 0, {"mmd2": 0.0, "energy": 0.0, "modes_covered": 8.0})  # one seed
+    table = next(iter(report.build(out, print_fn=lambda *a: None).tables.values())).set_index("method")
+    assert not any(str(c).endswith(("★", "☆")) for c in table["energy ↓"])  # energy is never tested
+    assert not str(table.loc["gmn", "MMD² ↓"]).endswith(("★", "☆"))  # gmn: one seed, in no test
+    assert table.loc["gan", "MMD² ↓"].endswith("★")
