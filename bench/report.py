@@ -343,11 +343,14 @@ def draw_figures(records: list[dict], names: dict, runs: pd.DataFrame, ranking: 
     return drawn
 
 
+NO_RANKING = "Ranks and wins need at least 2 variants with at least 2 finished seeds each (e.g. --seeds 0-4)."
+
+
 def verdict_markdown(verdicts: dict) -> list[str]:
     md = []
     for heading, table in verdicts.items():
         md += [f"## {heading}: which variant wins", "", table.to_markdown(index=False), ""]
-    return md + [VERDICT_NOTE, ""] if md else []
+    return md + [VERDICT_NOTE, ""] if md else [f"Which variant wins: not judged. {NO_RANKING}", ""]
 
 
 def build(out: Path, print_fn=print) -> Report:
@@ -391,6 +394,8 @@ def build(out: Path, print_fn=print) -> Report:
         print_fn(f"\n{heading}: which variant wins\n{table.to_string(index=False)}")
     if verdicts:
         print_fn(f"\n{VERDICT_NOTE}")
+    else:
+        print_fn(f"\nwhich variant wins: not judged. {NO_RANKING}")
     for heading, table in tables.items():
         print_fn(f"\n{heading}\n{table.to_string(index=False)}")
     print_fn(f"\n{MARKS_NOTE} {CI_NOTE}")
@@ -482,6 +487,8 @@ def write_html(report: Report, out: Path) -> Path:
     def section(key: str) -> None:
         parts.append(f'<h2 id="{key}">{esc(SECTIONS[key])}</h2>')
 
+    if not present["verdict"]:
+        parts.append(f'<p class="note">Which variant wins: not judged. {esc(NO_RANKING)}</p>')
     if present["verdict"]:
         section("verdict")
         for heading, table in report.verdicts.items():

@@ -143,3 +143,12 @@ def test_untested_columns_and_one_seed_variants_get_no_marks(tmp_path):
     assert not any(str(c).endswith(("★", "☆")) for c in table["energy ↓"])  # energy is never tested
     assert not str(table.loc["gmn", "MMD² ↓"]).endswith(("★", "☆"))  # gmn: one seed, in no test
     assert table.loc["gan", "MMD² ↓"].endswith("★")
+
+
+def test_one_seed_each_says_why_nothing_is_ranked(tmp_path, capsys):
+    out = tmp_path / "res"
+    for method in ("gan", "nsgan"):
+        write_record(out, method, "ring8", 0, {"mmd2": 0.5, "modes_covered": 8.0})
+    assert main(["report", "--out", str(out), "--html"]) == 0
+    assert "which variant wins: not judged. Ranks and wins need at least 2 variants" in capsys.readouterr().out
+    assert "not judged" in (out / "summary.md").read_text() and "not judged" in (out / "report.html").read_text()
