@@ -167,6 +167,27 @@ def set_value_scale(ax, values: np.ndarray) -> None:
         ax.set_yscale("log")
 
 
+def points_by_index(g: pd.DataFrame, metric: str) -> list[tuple]:
+    """(mean step, mean, CI low, CI high) at each evaluation: seeds of a step budget evaluate at the
+    same steps, so the i-th evaluations of all seeds belong together."""
+    return [(p["step"].mean(), *stats.mean_ci(p[metric].dropna().tolist())) for _, p in g.groupby("point")]
+
+
+def points_in_time(g: pd.DataFrame, metric: str, n: int = 40) -> list[tuple]:
+    """(time, mean, CI low, CI high) on a common grid of training seconds: each seed's curve
+    interpolated linearly between its evaluations, up to the time every seed reached. Seeds train at
+    different speeds (a busy machine, a stalled process), so the i-th evaluations of two seeds are
+    at different times, and a mean at their mean time would sit where no seed was."""
+    seeds = [(s["train_seconds"].to_numpy(float), s[metric].to_numpy(float)) for _, s in g.groupby("seed")]
+    seeds = [(t[np.isfinite(v)], v[np.isfinite(v)]) for t, v in seeds]
+    seeds = [(t, v) for t, v in seeds if len(t)]
+    if not seeds:
+        return []
+    grid = np.linspace(0.0, min(t.max() for t, _ in seeds), n) if min(t.max() for t, _ in seeds) > 0 else np.zeros(1)
+    values = np.array([np.interp(grid, t, v) for t, v in seeds])
+    return [(at, *stats.mean_ci(values[:, i].tolist())) for i, at in enumerate(grid)]
+
+
 def plot_curves(hist: pd.DataFrame, table: str, path: Path, staged: files.Staged, x: str = "step") -> bool:
     """Learning curves of one table: every metric its history holds against generator steps or
     training seconds (``x``), the mean over seeds at each evaluation with its 95 % band (up to
@@ -185,7 +206,7 @@ def plot_curves(hist: pd.DataFrame, table: str, path: Path, staged: files.Staged
     few = h.groupby("variant")["seed"].nunique().max() <= FEW_SEEDS
     for ax, metric in zip(axes.flat, metrics):
         for variant, g in h.groupby("variant", sort=False):
-            points = [(p[x].mean(), *stats.mean_ci(p[metric].dropna().tolist())) for _, p in g.groupby("point")]
+            points = (points_by_index(g, metric) if x == "step" else points_in_time(g, metric)) or [(0.0, *[np.nan] * 3)]
             at, mean, lo, hi = map(np.array, zip(*points))
             line, = ax.plot(at, mean, marker="o", ms=2, label=variant)
             if few:  # a t-interval over 2-5 seeds is wider than the data: show the seeds themselves
@@ -201,8 +222,9 @@ def plot_curves(hist: pd.DataFrame, table: str, path: Path, staged: files.Staged
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{table}: every metric against {CURVE_AXES[x]} (mean over seeds, "
-                 + ("thin lines: each seed)" if few else "95 % CI band)"), fontsize=10)
+    fig.suptitle(f"{table}: every metric against {CURVE_AXES[x]} (mean over seeds"
+                 + (", each seed interpolated to common times, up to the time every seed reached" if x != "step" else "")
+                 + ("; thin lines: each seed)" if few else "; 95 % CI band)"), fontsize=10)
     fig.tight_layout()
     save_figure(fig, path, 100, staged)
     return True

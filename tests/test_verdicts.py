@@ -152,3 +152,14 @@ def test_one_seed_each_says_why_nothing_is_ranked(tmp_path, capsys):
     assert main(["report", "--out", str(out), "--html"]) == 0
     assert "which variant wins: not judged. Ranks and wins need at least 2 variants" in capsys.readouterr().out
     assert "not judged" in (out / "summary.md").read_text() and "not judged" in (out / "report.html").read_text()
+
+
+def test_curves_in_time_average_the_seeds_at_the_same_training_second():
+    # seed 0 reaches value t at time t; seed 1 is twice as slow (value t/2); both evaluated 3 times
+    g = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1], "step": [0, 5, 10] * 2, "train_seconds": [0, 1, 2, 0, 2, 4],
+                      "mmd2": [0.0, 1.0, 2.0, 0.0, 1.0, 2.0]})
+    points = figures.points_in_time(g, "mmd2", n=5)
+    times, means = [p[0] for p in points], [p[1] for p in points]
+    assert times[-1] == 2.0  # up to the time every seed reached, not seed 1's 4 s
+    assert means == pytest.approx([t * 0.75 for t in times])  # (t + t/2) / 2
+    assert figures.points_in_time(g.assign(mmd2=np.nan), "mmd2") == []
