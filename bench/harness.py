@@ -19,7 +19,8 @@ def eval_schedule(steps: int, points: int) -> list[int]:
     return sorted({0, steps} | {round(steps * i / points) for i in range(1, points + 1)})
 
 
-def _generate(generator, z: torch.Tensor, chunk: int = 2500) -> torch.Tensor:
+def generate(generator, z: torch.Tensor, chunk: int = 2500) -> torch.Tensor:
+    """The generator's samples for ``z``, in eval mode and chunks, as every evaluation draws them."""
     was_training = generator.training
     generator.eval()
     with torch.no_grad():
@@ -157,7 +158,7 @@ def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> 
         if due or status == "diverged":  # evaluate (timed apart from training)
             next_eval += step > 0
             t0 = time.perf_counter()
-            samples = _generate(generator, eval_z)
+            samples = generate(generator, eval_z)
             mean_losses = {k: float(torch.stack(v).mean()) for k, v in losses.items()}
             losses = {}
             if status == "ok" and not torch.isfinite(samples).all():

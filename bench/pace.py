@@ -175,7 +175,7 @@ def time_evaluation(dataset: str, threads: int) -> list[dict]:
     rows = [("reference (once per process)", time.perf_counter() - t0)]
     z = nets.noise(ds.eval_size)
     t0 = time.perf_counter()
-    samples = _sample(nets.generator, z)
+    samples = harness.generate(nets.generator, z)
     rows.append(("sampling", time.perf_counter() - t0))
     t0 = time.perf_counter()
     parts = profile_parts(lambda: ds.evaluate(samples, reference))
@@ -184,11 +184,6 @@ def time_evaluation(dataset: str, threads: int) -> list[dict]:
     rows.append(("evaluate, total (profiled)", total))
     return [{"dataset": dataset, "samples": ds.eval_size, "threads": threads, "part": part, "seconds": s}
             for part, s in rows]
-
-
-def _sample(generator, z):
-    with torch.no_grad():
-        return generator(z)
 
 
 def run_train_benchmark(methods, families, threads: int, rounds: int, seconds: float, out: Path,
