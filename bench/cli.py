@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "e.g. --sweep gan.d_steps=1,2,5 --sweep lr=1e-4,2e-4")
     run.add_argument("--jobs", default=None, help="runs at once, each in its own process (default: 1)")
     run.add_argument("--threads", default=None, help="torch threads per run (default: cores / jobs)")
+    run.add_argument("--batch-seeds", default=None, metavar="N",
+                     help="train up to N seeds of a variant as one model (gan, nsgan, lsgan, hinge; step budgets): "
+                          "for GPUs, see the README (default: 1, each seed alone)")
     run.add_argument("--executor", default=None, help="auto (default: local processes), local or ray")
     run.add_argument("--address", default=None, help="with --executor ray: the cluster (default: a new local Ray)")
     run.add_argument("--force", action="store_true", help="rerun runs that have already finished")
@@ -106,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--evaluations", default=None,
                       help="train: datasets whose evaluation is split into parts (default: ring8,grid25,mnist,"
                            "stacked-mnist; 'none' for none)")
+    perf.add_argument("--batched", type=int, default=0, metavar="S",
+                      help="train: also time S seeds trained as one model against one after another (batchable "
+                           "methods; default: not timed)")
     perf.add_argument("--steps", type=int, default=400, help="study: steps per run (default 400)")
     perf.add_argument("--seeds", type=int, default=4, help="study: seeds per (method, dataset) (default 4)")
     perf.add_argument("--sizes", default="1000,10000,100000,1000000", help="comma-separated N (= M)")
@@ -168,9 +174,9 @@ def study_arguments(args) -> dict:
     if args.plugin:  # a study file's plugins (a list, or one name) and then the command line's
         given = kwargs.get("plugins", [])
         kwargs["plugins"] = [*([given] if isinstance(given, str) else given), *args.plugin]
-    for flag in ("jobs", "threads"):
+    for flag in ("jobs", "threads", "batch_seeds"):
         if getattr(args, flag) is not None:
-            kwargs[flag] = _int_flag(getattr(args, flag), f"--{flag}")
+            kwargs[flag] = _int_flag(getattr(args, flag), f"--{flag.replace('_', '-')}")
     for key in study.SETTING_TYPES:
         value = getattr(args, key, None)
         if value is not None:
@@ -308,23 +314,29 @@ def perf_train(args) -> None:
     evaluations = [] if args.evaluations == "none" else _names(args.evaluations, list(pace.EVAL_DATASETS),
                                                                list(pace.EVAL_DATASETS), "--evaluations")
     threads = (os.cpu_count() or 1) if args.threads is None else args.threads
-    if threads < 1 or args.rounds < 1 or not args.seconds > 0:
-        raise BenchError(f"perf train needs --threads >= 1, --rounds >= 1 and --seconds > 0; got {threads}, "
-                         f"{args.rounds}, {args.seconds}")
+    if threads < 1 or args.rounds < 1 or not args.seconds > 0 or args.batched < 0:
+        raise BenchError(f"perf train needs --threads >= 1, --rounds >= 1, --seconds > 0 and --batched >= 0; got "
+                         f"{threads}, {args.rounds}, {args.seconds}, {args.batched}")
     if args.out.exists() and not args.out.is_dir():
         raise BenchError(f"--out {args.out} is a file; give a folder for the CSVs")
-    train, evaluation = pace.run_train_benchmark(methods, families, threads, args.rounds, args.seconds, args.out,
-                                                 evaluations)
+    train, evaluation, batched = pace.run_train_benchmark(methods, families, threads, args.rounds, args.seconds,
+                                                          args.out, evaluations, args.batched)
     if len(train):
         print("\nsteps/s: the harness's step; bare: a plain loop of the same networks and loss; "
               "of matmul: achieved GFLOP/s over a 1024² fp32 matmul's, same process (medians of interleaved rounds)")
         print(train[["family", "method", "steps_per_s", "bare_steps_per_s", "step_over_bare", "mflop_per_step",
                      "gflops", "matmul_gflops", "of_matmul"]].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if len(batched):
+        print(f"\n{args.batched} seeds trained as one model (run --batch-seeds) against one after another: "
+              f"seed-steps per second (medians of interleaved rounds)")
+        print(batched[["family", "method", "seeds", "separate_seed_steps_per_s", "batched_seed_steps_per_s",
+                       "speedup"]].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if len(evaluation):
         print("\none evaluation, seconds by part")
         print(evaluation[["dataset", "samples", "part", "seconds"]].to_string(
             index=False, float_format=lambda v: f"{v:.3g}"))
-    written = [args.out / f"{name}-cpu.csv" for name, df in (("train", train), ("evaluation", evaluation)) if len(df)]
+    written = [args.out / f"{name}-cpu.csv" for name, df in (("train", train), ("evaluation", evaluation),
+                                                              ("batched", batched)) if len(df)]
     print(f"\nwritten: {', '.join(map(str, written)) or 'nothing (nothing was measured)'}")
 
 

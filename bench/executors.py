@@ -16,13 +16,14 @@ import threading
 import time
 import traceback
 import warnings
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from bench import records
 from bench.errors import BenchError
-from bench.harness import train_and_evaluate
+from bench.harness import train_and_evaluate, train_group
 from bench.plugins import load_plugins
-from bench.spec import RunSpec, from_dict
+from bench.spec import RunSpec, canonical_json, from_dict
+from methods import METHODS
 
 EXECUTORS = ("auto", "local", "ray")
 
@@ -91,16 +92,53 @@ def run_one(spec_data: dict, progress: bool = False) -> tuple[dict, object]:
         return error_record(spec, f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=8)}"), None
 
 
+def seed_groups(specs: Iterable[RunSpec], size: int) -> Iterator[list[RunSpec]]:
+    """The specs as the tasks they run in: consecutive seeds of one variant (same spec but the seed)
+    of a batchable method with a step budget, in groups of at most ``size`` trained as one model;
+    every other spec alone (``size`` 1: every spec alone)."""
+    group, key = [], None
+    for spec in specs:
+        spec_key = None
+        if size > 1 and spec.budget_seconds is None and METHODS.get(spec.method).batchable:
+            spec_key = canonical_json({k: v for k, v in spec.to_dict().items() if k != "seed"})
+        if group and (spec_key != key or len(group) == size):
+            yield group
+            group = []
+        if spec_key is None:
+            yield [spec]
+        else:
+            group.append(spec)
+            key = spec_key
+    if group:
+        yield group
+
+
+def run_group(spec_data: list[dict], progress: bool = False) -> list[tuple[dict, object]]:
+    """One task: a run (:func:`run_one`) or a group of seeds trained as one model; never raises
+    for a failure of the runs themselves (each seed of a failed group gets an error record)."""
+    if len(spec_data) == 1:
+        return [run_one(spec_data[0], progress)]
+    specs = [from_dict(d) for d in spec_data]
+    try:
+        load_plugins(specs[0].plugins)
+        return train_group(specs, progress=progress)
+    except Exception as err:  # noqa: BLE001
+        message = (f"{type(err).__name__} while training seeds {', '.join(str(s.seed) for s in specs)} as one "
+                   f"model: {err} (run them without --batch-seeds)\n{traceback.format_exc(limit=8)}")
+        return [(error_record(spec, message), None) for spec in specs]
+
+
 class Sequential:
     """Runs one after another in this process (step progress shown on a terminal)."""
     name = "sequential"
 
-    def __init__(self, progress: bool = False):
-        self.progress = progress
+    def __init__(self, progress: bool = False, batch_seeds: int = 1):
+        self.progress, self.batch_seeds = progress, batch_seeds
 
     def map(self, specs: Iterable[RunSpec]) -> Iterator[tuple[RunSpec, dict, object]]:
-        for spec in specs:
-            yield (spec, *run_one(spec.to_dict(), self.progress))
+        for group in seed_groups(specs, self.batch_seeds):
+            for spec, result in zip(group, run_group([s.to_dict() for s in group], self.progress)):
+                yield (spec, *result)
 
     def close(self):
         pass
@@ -126,8 +164,8 @@ class Processes:
     """N local worker processes (spawned: a fresh interpreter, no forked torch thread pools)."""
     name = "processes"
 
-    def __init__(self, jobs: int):
-        self.jobs = jobs
+    def __init__(self, jobs: int, batch_seeds: int = 1):
+        self.jobs, self.batch_seeds = jobs, batch_seeds
         self.context = multiprocessing.get_context("spawn")
         self.stop = self.context.Event()  # set: every worker ends at once
 
@@ -136,30 +174,33 @@ class Processes:
                                       initargs=(os.getpid(), self.stop))
 
     def map(self, specs):
-        """Runs as they finish; at most 2 × jobs submitted at a time, so a run's spec is taken (and
-        its folder made) when a worker is about to be free, not all at the start."""
-        specs, broken, futures = iter(specs), [], {}
+        """Runs as they finish; at most 2 × jobs tasks submitted at a time, so a run's spec is taken
+        (and its folder made) when a worker is about to be free, not all at the start."""
+        groups, broken, futures = seed_groups(specs, self.batch_seeds), [], {}
         with self._pool(self.jobs) as pool:
 
             def submit_next() -> None:
-                for spec in specs:
+                for group in groups:
                     try:
-                        futures[pool.submit(run_one, spec.to_dict())] = spec
+                        futures[pool.submit(run_group, [s.to_dict() for s in group])] = group
                         return
                     except cf.process.BrokenProcessPool:  # a worker died: the rest is retried alone below
-                        broken.append(spec)
+                        broken.extend(group)
             try:
                 for _ in range(2 * self.jobs):
                     submit_next()
                 while futures:
                     done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
                     for future in done:
-                        spec = futures.pop(future)
+                        group = futures.pop(future)
                         submit_next()
                         try:
-                            yield (spec, *future.result())
+                            results = future.result()
                         except cf.process.BrokenProcessPool:
-                            broken.append(spec)
+                            broken.extend(group)
+                            continue
+                        for spec, result in zip(group, results):
+                            yield (spec, *result)
             except BaseException:  # Ctrl-C or a failed write: no run in flight is worth finishing
                 self.stop.set()  # workers end within WATCH_SECONDS (one still starting: once it has started)
                 pool.shutdown(wait=True, cancel_futures=True)
@@ -183,13 +224,13 @@ class Ray:
     collected with ray.wait as they finish, records returned through the object store."""
     name = "ray"
 
-    def __init__(self, address: str | None, workers: int, threads: int):
+    def __init__(self, address: str | None, workers: int, threads: int, batch_seeds: int = 1):
         try:
             import ray
         except ImportError:
             raise BenchError("--executor ray needs Ray: pip install ray (from a checkout of bench: "
                              "pip install -e \".[ray]\")") from None
-        self.ray, self.workers, self.threads = ray, workers, threads
+        self.ray, self.workers, self.threads, self.batch_seeds = ray, workers, threads, batch_seeds
         kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         try:
             if address:
@@ -199,7 +240,7 @@ class Ray:
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise BenchError(f"cannot start or reach Ray at {address or 'a new local instance'}: "
                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-        self.task = ray.remote(num_cpus=threads, max_retries=0)(run_one)
+        self.task = ray.remote(num_cpus=threads, max_retries=0)(run_group)
 
     def map(self, specs):
         ray = self.ray
@@ -208,19 +249,21 @@ class Ray:
 
         def collect(ready):
             for ref in ready:
-                spec = owner.pop(ref)
+                group = owner.pop(ref)
                 try:
-                    yield (spec, *ray.get(ref))
+                    results = ray.get(ref)
                 except (ray.exceptions.RayError, OSError) as err:
-                    yield spec, error_record(spec, f"Ray task failed: {type(err).__name__}: "
-                                                   f"{str(err).splitlines()[0] if str(err) else ''}"), None
+                    message = f"Ray task failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                    results = [(error_record(spec, message), None) for spec in group]
+                for spec, result in zip(group, results):
+                    yield (spec, *result)
         try:
-            for spec in specs:
+            for group in seed_groups(specs, self.batch_seeds):
                 if len(pending) >= capacity:
                     ready, pending = ray.wait(pending, num_returns=1)
                     yield from collect(ready)
-                ref = self.task.remote(spec.to_dict())  # a --plugin file must exist on the worker
-                owner[ref] = spec
+                ref = self.task.remote([s.to_dict() for s in group])  # a --plugin file must exist on the worker
+                owner[ref] = group
                 pending.append(ref)
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
@@ -234,9 +277,9 @@ class Ray:
         self.ray.shutdown()
 
 
-def make_executor(name: str, jobs: int, threads: int, address: str | None, progress: bool):
+def make_executor(name: str, jobs: int, threads: int, address: str | None, progress: bool, batch_seeds: int = 1):
     if name == "ray":
-        return Ray(address, jobs, threads)
+        return Ray(address, jobs, threads, batch_seeds)
     if name == "processes":
-        return Processes(jobs)
-    return Sequential(progress)
+        return Processes(jobs, batch_seeds)
+    return Sequential(progress, batch_seeds)

@@ -12,7 +12,7 @@ from bench.datasets import DATASETS
 from bench.spec import RunSpec, canonical_json
 from methods import METHODS
 from methods.base import Nets
-from methods.networks import DecodedGenerator, build_networks, noise_sampler
+from methods.networks import DecodedGenerator, Stacked, build_networks, noise_sampler
 
 
 def eval_schedule(steps: int, points: int) -> list[int]:
@@ -124,18 +124,62 @@ def reference_for(spec: RunSpec, dataset, device: torch.device) -> dict:
     return _REFERENCES[key]
 
 
+def build_batched(specs: list[RunSpec]):
+    """The seeds of one variant as one model: each seed built by :func:`build` exactly as its own
+    run (so its initial weights and its data and noise streams are that run's), then its networks
+    stacked (:class:`~methods.networks.Stacked`) under one optimiser per network; ``real()`` and
+    ``nets.noise(n)`` draw from every seed's own stream and stack the draws. Returns also each
+    seed's method and generator (evaluation loads a seed's weights into its generator)."""
+    built = [build(spec) for spec in specs]
+    device, dataset, method = built[0][:3]
+    nets_list, reals = [b[3] for b in built], [b[4] for b in built]
+    generator = Stacked([n.generator for n in nets_list])
+    noises = [n.noise for n in nets_list]
+    nets = Nets(generator=generator, g_opt=make_optimizer(generator.parameters(), specs[0].optimizer("generator")),
+                noise=lambda n: torch.stack([noise(n) for noise in noises]))
+    if nets_list[0].discriminator is not None:
+        nets.discriminator = Stacked([n.discriminator for n in nets_list])
+        nets.d_opt = make_optimizer(nets.discriminator.parameters(), specs[0].optimizer("discriminator"))
+
+    def real():
+        return torch.stack([r() for r in reals])
+    return device, dataset, method, nets, real, [b[2] for b in built], [n.generator for n in nets_list]
+
+
 def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> tuple[dict, object]:
     """Spec in, record and samples out: one run, trained and evaluated on its schedule.
 
     Writes nothing (the caller stores the record, wherever the run happened). ``observer(step,
     nets, samples)``, if given, is called at every evaluation: the theory lab watches the same
     loop the benchmark runs instead of copying it."""
-    device, dataset, method, nets, real = build(spec)
-    generator = nets.generator
+    return train_group([spec], progress, observer)[0]
+
+
+def train_group(specs: list[RunSpec], progress: bool = False, observer=None) -> list[tuple[dict, object]]:
+    """:func:`train_and_evaluate` for one run, or for the seeds of one variant trained as one model
+    (``run --batch-seeds``: a batchable method, a step budget, specs that differ only in their seed;
+    :func:`build_batched`). Each seed is evaluated on its own schedule and noise and gets its own
+    record; a seed that diverges is evaluated after the step that went non-finite and recorded
+    then, while the others train on (no operation mixes seeds, so its values never reach them)."""
+    spec, size = specs[0], len(specs)
+    if size == 1:
+        device, dataset, method, nets, real = build(spec)
+        method_of, generators = [method], [nets.generator]
+
+        def step_all():
+            losses, finite = train_step(method, nets, real)
+            return [losses], [finite]
+    else:
+        device, dataset, method, nets, real, method_of, generators = build_batched(specs)
+
+        def step_all():
+            losses = method.batched_step(nets, real)
+            finite = torch.isfinite(torch.stack([v.float() for v in losses.values()])).all(0).tolist()
+            return [{k: v[i] for k, v in losses.items()} for i in range(size)], finite
 
     reference = reference_for(spec, dataset, device)
-    eval_z = noise_sampler(spec.noise, spec.noise_dim, torch.Generator().manual_seed(spec.seed + 2), device)(
-        dataset.eval_size)  # the same z at every evaluation: curves show G changing, not z
+    eval_z = [noise_sampler(s.noise, s.noise_dim, torch.Generator().manual_seed(s.seed + 2), device)(
+        dataset.eval_size) for s in specs]  # the same z at every evaluation: curves show G changing, not z
     by_time = spec.budget_seconds is not None
     schedule = eval_times(spec.budget_seconds, spec.eval_points) if by_time else eval_schedule(spec.steps,
                                                                                               spec.eval_points)
@@ -144,55 +188,73 @@ def train_and_evaluate(spec: RunSpec, progress: bool = False, observer=None) -> 
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    history, status, diverged_at = [], "ok", None
-    train_seconds = eval_seconds = 0.0
-    losses: dict[str, list] = {}
-    samples = None
+    runs = [{"history": [], "status": "ok", "diverged_at": None, "losses": {}, "eval_seconds": 0.0,
+             "done": False} for _ in specs]
+    train_seconds = 0.0
+    seeds = ", ".join(str(s.seed) for s in specs)
     bar = tqdm(total=spec.budget_seconds if by_time else spec.steps, unit="s" if by_time else "step",
-               desc=f"{spec.variant} on {spec.dataset} (seed {spec.seed})", disable=not progress or None,
-               dynamic_ncols=True, leave=False)
+               desc=f"{spec.variant} on {spec.dataset} (seed{'s' if size > 1 else ''} {seeds})",
+               disable=not progress or None, dynamic_ncols=True, leave=False)
     step, next_eval = 0, 0
     while True:
         due = (step == 0 or (next_eval < len(schedule) and train_seconds >= schedule[next_eval])) if by_time \
             else step in schedule
-        if due or status == "diverged":  # evaluate (timed apart from training)
-            next_eval += step > 0
-            t0 = time.perf_counter()
-            samples = generate(generator, eval_z)
-            mean_losses = {k: float(torch.stack(v).mean()) for k, v in losses.items()}
-            losses = {}
-            if status == "ok" and not torch.isfinite(samples).all():
-                status, diverged_at = "diverged", step
+        next_eval += due and step > 0
+        last = next_eval >= len(schedule) if by_time else step == spec.steps
+        for i, run in enumerate(runs):
+            if run["done"] or not (due or run["status"] == "diverged"):
+                continue
+            t0 = time.perf_counter()  # evaluation, timed apart from training
+            if size > 1:
+                nets.generator.load_seed(i, generators[i])
+            run["samples"] = samples = generate(generators[i], eval_z[i])
+            mean_losses = {k: float(torch.stack(v).mean()) for k, v in run["losses"].items()}
+            run["losses"] = {}
+            if run["status"] == "ok" and not torch.isfinite(samples).all():
+                run["status"], run["diverged_at"] = "diverged", step
             metrics = dataset.evaluate(samples, reference)
             sync()
-            eval_seconds += time.perf_counter() - t0
-            history.append({"step": step, "train_seconds": train_seconds, **mean_losses, **metrics})
+            run["eval_seconds"] += time.perf_counter() - t0
+            run["history"].append({"step": step, "train_seconds": train_seconds / size, **mean_losses, **metrics})
             if observer is not None:
                 observer(step, nets, samples)
             bar.set_postfix({k: f"{v:.3g}" for k, v in mean_losses.items()}, refresh=False)
-            if status == "diverged" or (next_eval >= len(schedule) if by_time else step == spec.steps):
-                break
+            if run["status"] == "diverged" or last:
+                run.update(done=True, steps_done=step, train_seconds=train_seconds)
+        if all(run["done"] for run in runs):
+            break
         t0 = time.perf_counter()
-        step_losses, finite = train_step(method, nets, real)
+        step_losses, finite = step_all()
         sync()
         train_seconds += time.perf_counter() - t0
-        for name, value in step_losses.items():
-            losses.setdefault(name, []).append(value)
         step += 1
-        if not finite:
-            status, diverged_at = "diverged", step
+        for run, losses, ok in zip(runs, step_losses, finite):
+            if run["done"]:
+                continue
+            for name, value in losses.items():
+                run["losses"].setdefault(name, []).append(value)
+            if not ok:
+                run["status"], run["diverged_at"] = "diverged", step
         bar.update(1 if not by_time else min(train_seconds, spec.budget_seconds) - bar.n)
     bar.close()
 
-    timing = {"train_seconds": train_seconds, "eval_seconds": eval_seconds,
-              "steps_per_second": step / train_seconds if train_seconds > 0 else math.nan}
-    record = records.run_record(
-        spec, status, history=history, steps_done=step, diverged_at=diverged_at, timing=timing,
-        method_settings=method.options(), method_learned=method.learned(),
-        sources={"method": METHODS.source(spec.method), "dataset": DATASETS.source(spec.dataset)},
-        evaluation={"samples": dataset.eval_size, "mmd_kernel": "gaussian", "mmd_estimator": "unbiased",
-                    "mmd_bandwidths": list(reference["bandwidths"])}, device=device, tracked=dataset.tracked)
-    return record, dataset.to_storage(samples.cpu())
+    results = []
+    for s, run, method_s in zip(specs, runs, method_of):
+        seconds = run["train_seconds"] / size  # a batched seed's share of its group's training time
+        timing = {"train_seconds": seconds, "eval_seconds": run["eval_seconds"],
+                  "steps_per_second": run["steps_done"] / seconds if seconds > 0 else math.nan}
+        if size > 1:
+            timing["group_train_seconds"] = run["train_seconds"]
+        record = records.run_record(
+            s, run["status"], history=run["history"], steps_done=run["steps_done"], diverged_at=run["diverged_at"],
+            timing=timing, method_settings=method_s.options(), method_learned=method_s.learned(),
+            sources={"method": METHODS.source(s.method), "dataset": DATASETS.source(s.dataset)},
+            evaluation={"samples": dataset.eval_size, "mmd_kernel": "gaussian", "mmd_estimator": "unbiased",
+                        "mmd_bandwidths": list(reference["bandwidths"])}, device=device, tracked=dataset.tracked)
+        if size > 1:
+            record["runtime"] = {"batched": {"seeds": [x.seed for x in specs], "engine": "torch.func.vmap"}}
+        results.append((record, dataset.to_storage(run["samples"].cpu())))
+    return results
 
 
 def evaluate_calibration(dataset_name: str, profile: str, dataset_options: dict | None = None,

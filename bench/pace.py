@@ -186,11 +186,42 @@ def time_evaluation(dataset: str, threads: int) -> list[dict]:
             for part, s in rows]
 
 
+def time_batched(method: str, family: str, seeds: int, threads: int, rounds: int, seconds: float) -> dict | None:
+    """One row: ``seeds`` seeds of the method on the family's networks, one step each, trained as
+    one model (``run --batch-seeds``) against one after another; interleaved rounds, medians. None
+    for a method that cannot be batched."""
+    dataset, profile = FAMILIES[family]
+    if not METHODS.get(method).batchable:
+        return None
+    try:
+        specs = [spec_lib.resolve(method, dataset, s, profile, device="cpu", threads=threads) for s in range(seeds)]
+    except BenchError:
+        return None
+    separate = [harness.build(spec) for spec in specs]
+    _, _, m, nets, real, _, _ = harness.build_batched(specs)
+
+    def one_by_one():
+        for _, _, m_s, nets_s, real_s in separate:
+            m_s.step(nets_s, real_s)
+    batched = lambda: m.batched_step(nets, real)  # noqa: E731
+    for fn in (one_by_one, batched):
+        rate(fn, seconds / 3)
+    runs = {"separate": [], "batched": []}
+    for _ in range(rounds):
+        runs["separate"].append(rate(one_by_one, seconds) * seeds)
+        runs["batched"].append(rate(batched, seconds) * seeds)
+    sep, bat = statistics.median(runs["separate"]), statistics.median(runs["batched"])
+    return {"family": family, "method": method, "dataset": dataset, "profile": profile, "batch": specs[0].batch_size,
+            "threads": threads, "seeds": seeds, "separate_seed_steps_per_s": sep, "batched_seed_steps_per_s": bat,
+            "speedup": bat / sep, "rounds": rounds}
+
+
 def run_train_benchmark(methods, families, threads: int, rounds: int, seconds: float, out: Path,
-                        evaluations=EVAL_DATASETS, log=print) -> tuple[pd.DataFrame, pd.DataFrame]:
+                        evaluations=EVAL_DATASETS, batched_seeds: int = 0,
+                        log=print) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     torch.set_num_threads(threads)
     load = os.getloadavg()[0]  # written beside the numbers: a busy machine slows every column
-    rows = []
+    rows, batched = [], []
     for family in families:
         dataset = FAMILIES[family][0]
         try:
@@ -206,20 +237,26 @@ def run_train_benchmark(methods, families, threads: int, rounds: int, seconds: f
             log(f"{family:>12} {method:>8}: {row['steps_per_s']:8.1f} steps/s, {row['step_over_bare']:.2f}× the bare "
                 f"loop's time, {row['mflop_per_step']:.0f} MFLOP, {row['gflops']:.1f} GFLOP/s = "
                 f"{100 * row['of_matmul']:.0f} % of the matmul's {row['matmul_gflops']:.0f}")
+            row = time_batched(method, family, batched_seeds, threads, rounds, seconds) if batched_seeds > 1 else None
+            if row is not None:
+                batched.append(row)
+                log(f"{family:>12} {method:>8}: {batched_seeds} seeds as one model {row['speedup']:.2f}× the "
+                    f"seed-steps/s of one after another ({row['batched_seed_steps_per_s']:.0f} against "
+                    f"{row['separate_seed_steps_per_s']:.0f})")
     evals = []
     for dataset in evaluations:
         try:
             evals += time_evaluation(dataset, threads)
         except BenchError as err:
             log(f"skipped the {dataset} evaluation: {err}")
-    train, evaluation = pd.DataFrame(rows), pd.DataFrame(evals)
+    train, evaluation, batched = pd.DataFrame(rows), pd.DataFrame(evals), pd.DataFrame(batched)
     out.mkdir(parents=True, exist_ok=True)
     device, revision = environment.device_name(torch.device("cpu")), environment.git_revision()
-    for df, name in ((train, "train"), (evaluation, "evaluation")):
+    for df, name in ((train, "train"), (evaluation, "evaluation"), (batched, "batched")):
         if df.empty:  # a narrower run (--evaluations none) leaves the other CSV as it was
             continue
         df.insert(0, "device", device)
         df["git_revision"] = revision
         df["load_1min_before"] = load
         df.to_csv(out / f"{name}-cpu.csv", index=False)
-    return train, evaluation
+    return train, evaluation, batched

@@ -88,7 +88,7 @@ def reference_record(spec: dict, final: dict, eval_seconds: float, device: torch
 
 def stamp_runtime(record: dict, executor: str, jobs: int, threads: int | None) -> dict:
     """Where the run executed (the driver knows; the worker that made the record does not)."""
-    return {**record, "runtime": {"executor": executor, "jobs": jobs, "threads": threads}}
+    return {**record, "runtime": {"executor": executor, "jobs": jobs, "threads": threads, **record.get("runtime", {})}}
 
 
 def dataset_label(record: dict) -> str:

@@ -128,6 +128,7 @@ class Plan:
     dataset_options: dict = dataclasses.field(default_factory=dict)
     profile: str = "quick"
     plugins: tuple = ()            # --plugin files (absolute) and modules, imported by every worker
+    batch_seeds: int = 1           # seeds of one variant trained as one model, at most this many
 
 
 def default_datasets(preset=None) -> list[str]:
@@ -139,19 +140,20 @@ def default_datasets(preset=None) -> list[str]:
 
 def plan(methods=None, datasets=None, seeds=(0,), profile=None, options=None, sweep=None,
          labels=None, out="results", jobs=1, threads=None, executor="auto", address=None, device="auto",
-         plugins=(), preset=None, **settings) -> Plan:
+         plugins=(), preset=None, batch_seeds=1, **settings) -> Plan:
     """Every run of a study as a validated spec; raises BenchError before anything runs.
 
     options: {"gmn": {"kernel": "energy", "lr_g": 2e-4}, "ring8": {"std": 0.02}}; sweep:
     {"gan.d_steps": [1, 2], "lr": [1e-4, 2e-4], "hparams": ["shared", "recommended"]} (the cartesian
     product); labels: {"gmn[kernel=energy]": "GMN energy"}; plugins: ["my_loss.py", "my_module"]
     (imported here and by every worker); hparams: "shared" (default) or "recommended"; profile:
-    each dataset's "quick" (default) or "paper"; preset: a paper's protocol instead (bench list)."""
+    each dataset's "quick" (default) or "paper"; preset: a paper's protocol instead (bench list);
+    batch_seeds: train up to this many seeds of a variant as one model (batchable methods, step budgets)."""
     unknown = sorted(set(settings) - set(SETTING_TYPES))
     if unknown:
         raise BenchError(f"unknown argument {', '.join(unknown)}; a study takes methods, datasets, seeds, out, "
                          f"profile, preset, options, sweep, labels, jobs, threads, executor, address, device, "
-                         f"plugins and the run settings {', '.join(SETTING_TYPES)}")
+                         f"plugins, batch_seeds and the run settings {', '.join(SETTING_TYPES)}")
     if options is not None and not (isinstance(options, dict) and all(
             isinstance(k, str) and isinstance(v, dict) for k, v in options.items())):
         raise BenchError(f"options takes a dict of NAME -> {{OPTION: value}}, e.g. {{'gmn': {{'kernel': 'energy'}}}}; "
@@ -184,6 +186,13 @@ def plan(methods=None, datasets=None, seeds=(0,), profile=None, options=None, sw
         raise BenchError(f"--jobs takes a positive integer (processes at once); got {jobs!r}")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise BenchError(f"--threads takes a positive integer; got {threads!r}")
+    if isinstance(batch_seeds, bool) or not isinstance(batch_seeds, int) or batch_seeds < 1:
+        raise BenchError(f"--batch-seeds takes a positive integer (seeds trained as one model; 1: each alone); "
+                         f"got {batch_seeds!r}")
+    if batch_seeds > 1 and settings.get("budget_seconds") is not None:
+        raise BenchError("--batch-seeds needs a step budget: a wall-clock budget (--budget-seconds) is each run's "
+                         "own time, which seeds trained as one model do not have; give --steps, or leave "
+                         "--batch-seeds out")
     executor = resolve_executor(executor, jobs)
     if address is not None and executor != "ray":
         raise BenchError("--address is the Ray cluster's address: use it with --executor ray")
@@ -248,8 +257,13 @@ def plan(methods=None, datasets=None, seeds=(0,), profile=None, options=None, sw
                          f"are: {', '.join(names)}")
     # calibration rows see the data the runs saw (a preset's dataset options included)
     resolved = {s.dataset: s.options("dataset") for s in planned}
+    if batch_seeds > 1:
+        alone = sorted({s.method for s in planned if not METHODS.get(s.method).batchable})
+        if alone:
+            print(f"note: --batch-seeds: {', '.join(alone)} cannot be trained batched (README, Training pace); "
+                  f"{'its' if len(alone) == 1 else 'their'} seeds run one by one", file=sys.stderr)
     return Plan(planned, out, jobs, threads, executor, address, device, datasets,
-                {d: resolved.get(d, options.get(d, {})) for d in datasets}, profile, plugins)
+                {d: resolved.get(d, options.get(d, {})) for d in datasets}, profile, plugins, batch_seeds)
 
 
 def _chosen(registry, names) -> list[str]:
@@ -262,7 +276,7 @@ def _chosen(registry, names) -> list[str]:
 
 # ------------------------------------------------------------------------------- study files
 STUDY_KEYS = {"methods", "datasets", "seeds", "profile", "preset", "out", "jobs", "threads", "executor", "address",
-              "device", "set", "sweep", "labels", "plugins", *SETTING_TYPES}
+              "device", "batch_seeds", "set", "sweep", "labels", "plugins", *SETTING_TYPES}
 
 
 def read_study(path: Path) -> dict:
@@ -385,7 +399,7 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
     rerun = {s.run_id for s in plan_.specs} if force else set()  # their stored samples are replaced
     store.check_samples([r for rid, r in existing.items() if rid not in rerun])  # the report reads them all
     executor = make_executor(plan_.executor, plan_.jobs, plan_.threads or 1, plan_.address,
-                             progress=progress and plan_.executor == "sequential")
+                             progress=progress and plan_.executor == "sequential", batch_seeds=plan_.batch_seeds)
     try:
         _check_writable(out)
     except BenchError:

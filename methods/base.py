@@ -17,7 +17,9 @@ from bench.settings import RUN_KEYS, check_recommended
 
 @dataclass
 class Nets:
-    """The networks and optimisers of one run, built by the harness (same for every method)."""
+    """The networks and optimisers of one run, built by the harness (same for every method). For a
+    batched group (:meth:`batched_step`) the networks are :class:`~methods.networks.Stacked`, the
+    optimisers work on the stacked weights and ``noise(n)`` returns ``[S, n, ...]``."""
     generator: nn.Module
     g_opt: torch.optim.Optimizer
     noise: Callable[[int], torch.Tensor]  # n -> a batch of generator inputs
@@ -38,6 +40,9 @@ class Method:
     """
     constraints: dict = {}
     uses_discriminator = False
+    # True: the method has a ``batched_step(nets, real)``, its ``step`` for S seeds trained as one model
+    # (run --batch-seeds); it then keeps no learned state (one object steps every seed).
+    batchable = False
     uses_autoencoder = False  # the harness then builds G as frozen decoder ∘ code generator
     # How the harness builds D (when uses_discriminator): it takes ``discriminator_inputs`` samples
     # concatenated as one input (PacGAN packing) and returns ``discriminator_outputs`` numbers per input.
@@ -85,6 +90,10 @@ def contract_faults(name: str, cls) -> list[str]:
     faults = option_faults(cls)
     if cls.step is Method.step:
         faults.append(f"{cls.__qualname__} does not implement step(nets, real)")
+    if cls.batchable not in (True, False):
+        faults.append(f"batchable must be True or False; got {cls.batchable!r}")
+    elif cls.batchable and not callable(getattr(cls, "batched_step", None)):
+        faults.append(f"{cls.__qualname__} says batchable = True but has no batched_step(nets, real)")
     try:
         params = set(inspect.signature(cls).parameters) - {"self"}
     except (TypeError, ValueError):

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from bench.options import Integer
 from methods.base import Method, register_method, set_requires_grad
+from methods.networks import per_seed
 
 
 @register_method("gan")
@@ -19,6 +20,7 @@ class MinimaxGAN(Method):
     needs D itself or the samples (WGAN-GP's penalty, MMD GAN's kernel); ``step`` stays here.
     """
     uses_discriminator = True
+    batchable = True  # batched_step is step under vmap; an objective that is not a pure tensor function says False
     constraints = {"d_steps": Integer(min=1), "pack": Integer(min=1)}
     recommended = {"lr": 2e-4, "betas": (0.5, 0.999), "batch_size": 128, "d_steps": 1}
     neutral_options = {"pack": 1}
@@ -86,3 +88,31 @@ class MinimaxGAN(Method):
         nets.g_opt.step()
         set_requires_grad(D, True)
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
+
+    def batched_step(self, nets, real):
+        """:meth:`step` for the S seeds of a batched group (``run --batch-seeds``), trained as one
+        model: ``nets`` holds :class:`~methods.networks.Stacked` networks and optimisers over their
+        stacked weights, ``real()`` and ``nets.noise(n)`` each seed's own draws, stacked, in the
+        order ``step`` draws them. Each seed's loss comes from its own networks under vmap; the
+        losses are summed, so each seed's weights get exactly their own gradient. D needs no freezing:
+        G's loss reads D's weights detached. Returns each loss per seed (``[S]``)."""
+        G, D = nets.generator, nets.discriminator
+        for _ in range(self.d_steps):
+            x = real()
+            with torch.no_grad():
+                fake = G(nets.noise(x.shape[1]))
+            d_loss = per_seed(self.discriminator_objective, D, x, fake)
+            nets.d_opt.zero_grad(set_to_none=True)
+            d_loss.sum().backward()
+            nets.d_opt.step()
+            self.after_discriminator_step(D)
+        g_loss = per_seed(lambda G, D, z: self.generator_objective(D, G(z), no_draws_in_vmap), G, D.detached(),
+                          nets.noise(x.shape[1]))
+        nets.g_opt.zero_grad(set_to_none=True)
+        g_loss.sum().backward()
+        nets.g_opt.step()
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
+
+
+def no_draws_in_vmap():
+    raise RuntimeError("a batched objective cannot draw data inside vmap: set batchable = False on the method")

@@ -79,6 +79,7 @@ class GDPP(MinimaxGAN):
     Where bench differs: bench alternates a D step and a G step, each on its own noise, where the
     code updates both at once on one batch; the real batch of G's step is a fresh one.
     """
+    batchable = False  # its eigendecomposition Function has no vmap rule; G's loss draws data
     constraints = {**MinimaxGAN.constraints, "eigenvalue_weight": Real(min=0)}
 
     def __init__(self, d_steps: int = 1, pack: int = 1, eigenvalue_weight: float = 1e-4):

@@ -24,6 +24,7 @@ class MMDGAN(MinimaxGAN):
     paper's autoencoder term (f injective through a decoder) and one-sided penalty are not included.
     Recommended (§5): RMSProp, lr 5e-5, n_c = 5 critic steps per generator step, batch 64.
     """
+    batchable = False  # the MMD engine's autograd.Function has no vmap rule; G's loss draws data
     constraints = {**MinimaxGAN.constraints, "features": Integer(min=1), "kernel": Choice(*mmd.KERNELS),
                    "bandwidths": Floats(min_len=1, positive=True), "estimator": Choice(*mmd.ESTIMATORS),
                    "clip": Optional(Real(min=0, exclusive=True)), "backend": Choice(*mmd.BACKENDS)}

@@ -1,8 +1,11 @@
 """The networks every method shares: one generator and one discriminator per dataset."""
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
 
 from bench.errors import BenchError
 
@@ -36,6 +39,54 @@ def noise_sampler(kind: str, dim: int, generator: torch.Generator, device) -> ca
             z = 2 * torch.rand(n, dim, generator=generator) - 1
         return z.to(device)
     return sample
+
+
+class Stacked:
+    """S copies of one network, the seeds of a batched group (``run --batch-seeds``), as one model:
+    each parameter and buffer stacked along a new first dimension (``torch.func.stack_module_state``),
+    called through a weightless copy of the network (``functional_call``) under ``vmap``, so each
+    seed's slice of an ``[S, ...]`` input goes through that seed's own weights."""
+
+    def __init__(self, modules: list[nn.Module]):
+        self.params, self.buffers = stack_module_state(modules)
+        self.skeleton = copy.deepcopy(modules[0]).to("meta")
+
+    def __len__(self):
+        return next(iter(self.params.values())).shape[0]
+
+    def parameters(self):
+        return list(self.params.values())
+
+    def bound(self, params: dict, buffers: dict):
+        """One seed's network as a callable, from its slice of the stacked weights (inside vmap)."""
+        return lambda *inputs: functional_call(self.skeleton, (params, buffers), inputs)
+
+    def detached(self) -> "Stacked":
+        """The same weights cut from autograd (a D that G's loss reads but does not train)."""
+        out = copy.copy(self)
+        out.params = {k: v.detach() for k, v in self.params.items()}
+        return out
+
+    def load_seed(self, seed_index: int, module: nn.Module) -> nn.Module:
+        """Seed ``seed_index``'s current weights copied into ``module`` (a plain network, for evaluation)."""
+        with torch.no_grad():
+            for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+                tensor.copy_((self.params.get(name) if name in self.params else self.buffers[name])[seed_index])
+        return module
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return per_seed(lambda net, x: net(x), self, x)
+
+
+def per_seed(fn, *args) -> torch.Tensor:
+    """``fn`` for each seed of a batched group, under vmap: a :class:`Stacked` argument is passed as
+    that seed's network (a callable), a tensor as that seed's slice (``[S, ...]`` -> ``[...]``); the
+    results come back stacked (``[S, ...]``). Nothing in ``fn`` may mix seeds or use the global RNG."""
+    states = [(a.params, a.buffers) if isinstance(a, Stacked) else a for a in args]
+
+    def one(*sliced):
+        return fn(*(a.bound(*s) if isinstance(a, Stacked) else s for a, s in zip(args, sliced)))
+    return vmap(one)(*states)
 
 
 def gmmn_generator(noise_dim: int, channels: int = 1) -> nn.Module:

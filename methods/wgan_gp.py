@@ -15,6 +15,7 @@ class WassersteinGP(MinimaxGAN):
     under both policies; under ``--hparams shared`` the critic takes one step (``d_steps=1``) with
     the shared Adam, like every discriminator.
     """
+    batchable = False  # the penalty's autograd.grad and its ε (global RNG) do not run under vmap
     constraints = {**MinimaxGAN.constraints, "gp_weight": Real(min=0)}
     recommended = {"lr": 1e-4, "betas": (0.0, 0.9), "d_steps": 5, "batch_size": 64}
 

@@ -56,10 +56,12 @@ def test_an_evaluation_is_split_into_the_parts_it_calls():
 
 
 def test_perf_train_writes_its_csvs_and_refuses_unknown_names(tmp_path, capsys):
-    assert main(["perf", "train", "--methods", "gan", "--families", "toy-mlp", "--rounds", "1", "--seconds", "0.01",
-                 "--evaluations", "none", "--threads", "1", "--out", str(tmp_path)]) == 0
+    assert main(["perf", "train", "--methods", "gan,gmn", "--families", "toy-mlp", "--rounds", "1", "--seconds",
+                 "0.01", "--evaluations", "none", "--threads", "1", "--batched", "3", "--out", str(tmp_path)]) == 0
     train = pd.read_csv(tmp_path / "train-cpu.csv")
-    assert list(train["method"]) == ["gan"] and train["git_revision"].notna().all()
+    assert list(train["method"]) == ["gan", "gmn"] and train["git_revision"].notna().all()
+    batched = pd.read_csv(tmp_path / "batched-cpu.csv")  # gmn cannot be batched: no row
+    assert list(batched["method"]) == ["gan"] and (batched["seeds"] == 3).all() and (batched["speedup"] > 0).all()
     assert (train["load_1min_before"] >= 0).all()
     assert main(["perf", "train", "--methods", "gan,wgan", "--out", str(tmp_path / "x")]) == 2
     assert "unknown 'wgan'" in capsys.readouterr().err and not (tmp_path / "x").exists()
