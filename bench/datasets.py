@@ -219,10 +219,8 @@ class MNIST(ImageDataset):
         features, probs = mnist.features_and_probs(reference["model"], samples)
         real, features = reference["features"], features.float()
         kid_mean, kid_std = metrics.kernel_inception_distance(real, features)
-        precision, recall = metrics.precision_recall(real, features, k=3, real_radii=reference["radii3"])
-        density, coverage = metrics.density_coverage(real, features, k=5, real_radii=reference["radii5"])
         out = {"fid": metrics.frechet_distance(real, features), "kid": kid_mean, "kid_std": kid_std,
-               "precision": precision, "recall": recall, "density": density, "coverage": coverage,
+               **metrics.neighbourhood_metrics(real, features, 3, 5, reference["radii3"], reference["radii5"]),
                "classifier_score": metrics.classifier_score(probs),
                **metrics.class_histogram(probs, len(self.classes), min_share=self.digits_min_share),
                **self.pixel_metrics(samples, reference)}
