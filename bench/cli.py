@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--methods", default=None, help="train: comma-separated (default: the built-in methods)")
     perf.add_argument("--families", default=None,
                       help="train: network families, comma-separated (default: all of toy-mlp, veegan-mlp, "
-                           "pacgan-mlp, gdpp-mlp, mnist-dcgan, pacgan-dcgan)")
+                           "pacgan-mlp, gdpp-mlp, mnist-dcgan, pacgan-dcgan; 'none' for none)")
     perf.add_argument("--threads", type=int, default=None, help="train: torch threads (default: the cores)")
     perf.add_argument("--rounds", type=int, default=5, help="train: interleaved timing rounds (default 5)")
     perf.add_argument("--seconds", type=float, default=0.5, help="train: seconds per timing in a round")
@@ -310,7 +310,8 @@ def perf_train(args) -> None:
     from methods import METHODS
     builtin = [m for m in METHODS.names() if METHODS.source(m) == "builtin"]
     methods = _names(args.methods, builtin, METHODS.names(), "--methods")
-    families = _names(args.families, list(pace.FAMILIES), list(pace.FAMILIES), "--families")
+    families = [] if args.families == "none" else _names(args.families, list(pace.FAMILIES), list(pace.FAMILIES),
+                                                         "--families")
     evaluations = [] if args.evaluations == "none" else _names(args.evaluations, list(pace.EVAL_DATASETS),
                                                                list(pace.EVAL_DATASETS), "--evaluations")
     threads = (os.cpu_count() or 1) if args.threads is None else args.threads

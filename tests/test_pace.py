@@ -63,6 +63,11 @@ def test_perf_train_writes_its_csvs_and_refuses_unknown_names(tmp_path, capsys):
     batched = pd.read_csv(tmp_path / "batched-cpu.csv")  # gmn cannot be batched: no row
     assert list(batched["method"]) == ["gan"] and (batched["seeds"] == 3).all() and (batched["speedup"] > 0).all()
     assert (train["load_1min_before"] >= 0).all()
+    before = (tmp_path / "train-cpu.csv").read_text()
+    assert main(["perf", "train", "--families", "none", "--evaluations", "ring8", "--threads", "1",
+                 "--out", str(tmp_path)]) == 0  # evaluations only: the training CSV is left as it was
+    assert (tmp_path / "train-cpu.csv").read_text() == before
+    assert set(pd.read_csv(tmp_path / "evaluation-cpu.csv")["dataset"]) == {"ring8"}
     assert main(["perf", "train", "--methods", "gan,wgan", "--out", str(tmp_path / "x")]) == 2
     assert "unknown 'wgan'" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert main(["perf", "train", "--families", "cifar", "--out", str(tmp_path / "x")]) == 2
