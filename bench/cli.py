@@ -306,7 +306,7 @@ def cmd_perf(args) -> None:
 
 
 def perf_train(args) -> None:
-    from bench import pace
+    from bench import environment, pace
     from methods import METHODS
     builtin = [m for m in METHODS.names() if METHODS.source(m) == "builtin"]
     methods = _names(args.methods, builtin, METHODS.names(), "--methods")
@@ -320,8 +320,9 @@ def perf_train(args) -> None:
                          f"{threads}, {args.rounds}, {args.seconds}, {args.batched}")
     if args.out.exists() and not args.out.is_dir():
         raise BenchError(f"--out {args.out} is a file; give a folder for the CSVs")
+    device = environment.resolve_device(args.device)
     train, evaluation, batched = pace.run_train_benchmark(methods, families, threads, args.rounds, args.seconds,
-                                                          args.out, evaluations, args.batched)
+                                                          args.out, evaluations, args.batched, device)
     if len(train):
         print("\nsteps/s: the harness's step; bare: a plain loop of the same networks and loss; "
               "of matmul: achieved GFLOP/s over a 1024² fp32 matmul's, same process (medians of interleaved rounds)")
@@ -336,7 +337,7 @@ def perf_train(args) -> None:
         print("\none evaluation, seconds by part")
         print(evaluation[["dataset", "samples", "part", "seconds"]].to_string(
             index=False, float_format=lambda v: f"{v:.3g}"))
-    written = [args.out / f"{name}-cpu.csv" for name, df in (("train", train), ("evaluation", evaluation),
+    written = [args.out / f"{name}-{device.type}.csv" for name, df in (("train", train), ("evaluation", evaluation),
                                                               ("batched", batched)) if len(df)]
     print(f"\nwritten: {', '.join(map(str, written)) or 'nothing (nothing was measured)'}")
 

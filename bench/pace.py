@@ -41,6 +41,7 @@ FAMILIES = {
 }
 EVAL_DATASETS = ("ring8", "grid25", "mnist", "stacked-mnist")
 MATMUL_N = 1024
+CPU = torch.device("cpu")
 
 
 def bare_mmd2(x: torch.Tensor, y: torch.Tensor, bandwidths) -> torch.Tensor:
@@ -90,12 +91,16 @@ def bare_step(method, nets, real):
     return None
 
 
-def rate(fn, seconds: float) -> float:
-    """Calls of ``fn`` per second over at least ``seconds`` (and at least 2 calls)."""
+def rate(fn, seconds: float, device: torch.device = CPU) -> float:
+    """Calls of ``fn`` per second over at least ``seconds`` (and at least 2 calls); on a GPU the
+    queue is drained before and after, so the time is the work's, not the launches'."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
     calls, t0 = 0, time.perf_counter()
     while calls < 2 or time.perf_counter() - t0 < seconds:
         fn()
         calls += 1
+    sync()
     return calls / (time.perf_counter() - t0)
 
 
@@ -110,33 +115,34 @@ def count_flops(fn) -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_step():
-    a, b = torch.randn(MATMUL_N, MATMUL_N), torch.randn(MATMUL_N, MATMUL_N)
+def matmul_step(device: torch.device = CPU):
+    a, b = torch.randn(MATMUL_N, MATMUL_N, device=device), torch.randn(MATMUL_N, MATMUL_N, device=device)
     return lambda: a @ b
 
 
-def time_train(method: str, family: str, threads: int, rounds: int, seconds: float) -> dict | None:
+def time_train(method: str, family: str, threads: int, rounds: int, seconds: float,
+               device: torch.device = CPU) -> dict | None:
     """One row: the method's step on the family's networks against its bare loop and the matmul."""
     dataset, profile = FAMILIES[family]
     try:
-        spec = spec_lib.resolve(method, dataset, 0, profile, device="cpu", threads=threads)
+        spec = spec_lib.resolve(method, dataset, 0, profile, device=device.type, threads=threads)
     except BenchError:  # e.g. a preset that fixes an option this method does not have
         return None
     _, _, m, nets, real = harness.build(spec)
     _, _, m_bare, nets_bare, real_bare = harness.build(spec)
     ours = lambda: harness.train_step(m, nets, real)  # noqa: E731
     bare = bare_step(m_bare, nets_bare, real_bare)
-    matmul = matmul_step()
+    matmul = matmul_step(device)
     for fn in (ours, bare, matmul):  # first calls allocate
         if fn is not None:
-            rate(fn, seconds / 3)
+            rate(fn, seconds / 3, device)
     flops = count_flops(ours)
     runs = {"harness": [], "bare": [], "matmul": []}
     for _ in range(rounds):
-        runs["harness"].append(rate(ours, seconds))
+        runs["harness"].append(rate(ours, seconds, device))
         if bare is not None:
-            runs["bare"].append(rate(bare, seconds))
-        runs["matmul"].append(rate(matmul, seconds) * 2 * MATMUL_N ** 3 / 1e9)
+            runs["bare"].append(rate(bare, seconds, device))
+        runs["matmul"].append(rate(matmul, seconds, device) * 2 * MATMUL_N ** 3 / 1e9)
     steps = statistics.median(runs["harness"])
     bare_steps = statistics.median(runs["bare"]) if runs["bare"] else math.nan
     matmul_gflops = statistics.median(runs["matmul"])
@@ -164,10 +170,10 @@ def profile_parts(fn, parents=("evaluate",)) -> dict[str, float]:
     return parts
 
 
-def time_evaluation(dataset: str, threads: int) -> list[dict]:
+def time_evaluation(dataset: str, threads: int, device: torch.device = CPU) -> list[dict]:
     """Rows of one evaluation of ``dataset`` at its quick profile's sample count: preparing the
     reference (once per process, shared by its runs), sampling the generator, and each metric function."""
-    spec = spec_lib.resolve("nsgan", dataset, 0, "quick", device="cpu", threads=threads)
+    spec = spec_lib.resolve("nsgan", dataset, 0, "quick", device=device.type, threads=threads)
     device, ds, _, nets, _ = harness.build(spec)
     ds.reference(device)  # first call may train and cache a classifier: not what a run pays
     t0 = time.perf_counter()
@@ -176,6 +182,8 @@ def time_evaluation(dataset: str, threads: int) -> list[dict]:
     z = nets.noise(ds.eval_size)
     t0 = time.perf_counter()
     samples = harness.generate(nets.generator, z)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     rows.append(("sampling", time.perf_counter() - t0))
     t0 = time.perf_counter()
     parts = profile_parts(lambda: ds.evaluate(samples, reference))
@@ -186,7 +194,8 @@ def time_evaluation(dataset: str, threads: int) -> list[dict]:
             for part, s in rows]
 
 
-def time_batched(method: str, family: str, seeds: int, threads: int, rounds: int, seconds: float) -> dict | None:
+def time_batched(method: str, family: str, seeds: int, threads: int, rounds: int, seconds: float,
+                 device: torch.device = CPU) -> dict | None:
     """One row: ``seeds`` seeds of the method on the family's networks, one step each, trained as
     one model (``run --batch-seeds``) against one after another; interleaved rounds, medians. None
     for a method that cannot be batched."""
@@ -194,7 +203,8 @@ def time_batched(method: str, family: str, seeds: int, threads: int, rounds: int
     if not METHODS.get(method).batchable:
         return None
     try:
-        specs = [spec_lib.resolve(method, dataset, s, profile, device="cpu", threads=threads) for s in range(seeds)]
+        specs = [spec_lib.resolve(method, dataset, s, profile, device=device.type, threads=threads)
+                 for s in range(seeds)]
     except BenchError:
         return None
     separate = [harness.build(spec) for spec in specs]
@@ -205,11 +215,11 @@ def time_batched(method: str, family: str, seeds: int, threads: int, rounds: int
             m_s.step(nets_s, real_s)
     batched = lambda: m.batched_step(nets, real)  # noqa: E731
     for fn in (one_by_one, batched):
-        rate(fn, seconds / 3)
+        rate(fn, seconds / 3, device)
     runs = {"separate": [], "batched": []}
     for _ in range(rounds):
-        runs["separate"].append(rate(one_by_one, seconds) * seeds)
-        runs["batched"].append(rate(batched, seconds) * seeds)
+        runs["separate"].append(rate(one_by_one, seconds, device) * seeds)
+        runs["batched"].append(rate(batched, seconds, device) * seeds)
     sep, bat = statistics.median(runs["separate"]), statistics.median(runs["batched"])
     return {"family": family, "method": method, "dataset": dataset, "profile": profile, "batch": specs[0].batch_size,
             "threads": threads, "seeds": seeds, "separate_seed_steps_per_s": sep, "batched_seed_steps_per_s": bat,
@@ -217,7 +227,7 @@ def time_batched(method: str, family: str, seeds: int, threads: int, rounds: int
 
 
 def run_train_benchmark(methods, families, threads: int, rounds: int, seconds: float, out: Path,
-                        evaluations=EVAL_DATASETS, batched_seeds: int = 0,
+                        evaluations=EVAL_DATASETS, batched_seeds: int = 0, device: torch.device = CPU,
                         log=print) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     torch.set_num_threads(threads)
     load = os.getloadavg()[0]  # written beside the numbers: a busy machine slows every column
@@ -230,14 +240,14 @@ def run_train_benchmark(methods, families, threads: int, rounds: int, seconds: f
             log(f"skipped {family}: {err}")
             continue
         for method in methods:
-            row = time_train(method, family, threads, rounds, seconds)
+            row = time_train(method, family, threads, rounds, seconds, device)
             if row is None:
                 continue
             rows.append(row)
             log(f"{family:>12} {method:>8}: {row['steps_per_s']:8.1f} steps/s, {row['step_over_bare']:.2f}× the bare "
                 f"loop's time, {row['mflop_per_step']:.0f} MFLOP, {row['gflops']:.1f} GFLOP/s = "
                 f"{100 * row['of_matmul']:.0f} % of the matmul's {row['matmul_gflops']:.0f}")
-            row = time_batched(method, family, batched_seeds, threads, rounds, seconds) if batched_seeds > 1 else None
+            row = time_batched(method, family, batched_seeds, threads, rounds, seconds, device) if batched_seeds > 1 else None
             if row is not None:
                 batched.append(row)
                 log(f"{family:>12} {method:>8}: {batched_seeds} seeds as one model {row['speedup']:.2f}× the "
@@ -246,17 +256,17 @@ def run_train_benchmark(methods, families, threads: int, rounds: int, seconds: f
     evals = []
     for dataset in evaluations:
         try:
-            evals += time_evaluation(dataset, threads)
+            evals += time_evaluation(dataset, threads, device)
         except BenchError as err:
             log(f"skipped the {dataset} evaluation: {err}")
     train, evaluation, batched = pd.DataFrame(rows), pd.DataFrame(evals), pd.DataFrame(batched)
     out.mkdir(parents=True, exist_ok=True)
-    device, revision = environment.device_name(torch.device("cpu")), environment.git_revision()
+    name_of_device, revision = environment.device_name(device), environment.git_revision()
     for df, name in ((train, "train"), (evaluation, "evaluation"), (batched, "batched")):
         if df.empty:  # a narrower run (--evaluations none) leaves the other CSV as it was
             continue
-        df.insert(0, "device", device)
+        df.insert(0, "device", name_of_device)
         df["git_revision"] = revision
         df["load_1min_before"] = load
-        df.to_csv(out / f"{name}-cpu.csv", index=False)
+        df.to_csv(out / f"{name}-{device.type}.csv", index=False)
     return train, evaluation, batched
