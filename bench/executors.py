@@ -20,10 +20,9 @@ from collections.abc import Iterable, Iterator
 
 from bench import records
 from bench.errors import BenchError
-from bench.harness import train_and_evaluate, train_group
+from bench.harness import group_key, train_and_evaluate, train_group
 from bench.plugins import load_plugins
-from bench.spec import RunSpec, canonical_json, from_dict
-from methods import METHODS
+from bench.spec import RunSpec, from_dict
 
 EXECUTORS = ("auto", "local", "ray")
 
@@ -98,17 +97,18 @@ def seed_groups(specs: Iterable[RunSpec], size: int) -> Iterator[list[RunSpec]]:
     every other spec alone (``size`` 1: every spec alone)."""
     group, key = [], None
     for spec in specs:
-        spec_key = None
-        if size > 1 and spec.budget_seconds is None and METHODS.get(spec.method).batchable:
-            spec_key = canonical_json({k: v for k, v in spec.to_dict().items() if k != "seed"})
-        if group and (spec_key != key or len(group) == size):
+        spec_key = group_key(spec) if size > 1 else None
+        if group and spec_key != key:
             yield group
             group = []
         if spec_key is None:
             yield [spec]
-        else:
-            group.append(spec)
-            key = spec_key
+            continue
+        group.append(spec)
+        key = spec_key
+        if len(group) == size:  # yielded at once: the next run's folder is not claimed while this group trains
+            yield group
+            group = []
     if group:
         yield group
 

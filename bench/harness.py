@@ -9,9 +9,10 @@ from tqdm import tqdm
 
 from bench import environment, records
 from bench.datasets import DATASETS
+from bench.errors import BenchError
 from bench.spec import RunSpec, canonical_json
 from methods import METHODS
-from methods.base import Nets
+from methods.base import Nets, is_batchable
 from methods.networks import DecodedGenerator, Stacked, build_networks, noise_sampler
 
 
@@ -124,6 +125,14 @@ def reference_for(spec: RunSpec, dataset, device: torch.device) -> dict:
     return _REFERENCES[key]
 
 
+def group_key(spec: RunSpec) -> str | None:
+    """What seeds trained as one model share: the spec but its seed; None for a spec that cannot be
+    trained so (a method that is not batchable, a wall-clock budget: each run's own clock)."""
+    if spec.budget_seconds is not None or not is_batchable(METHODS.get(spec.method)):
+        return None
+    return canonical_json({k: v for k, v in spec.to_dict().items() if k != "seed"})
+
+
 def build_batched(specs: list[RunSpec]):
     """The seeds of one variant as one model: each seed built by :func:`build` exactly as its own
     run (so its initial weights and its data and noise streams are that run's), then its networks
@@ -170,10 +179,19 @@ def train_group(specs: list[RunSpec], progress: bool = False, observer=None) -> 
             losses, finite = train_step(method, nets, real)
             return [losses], [finite]
     else:
+        keys = {group_key(s) for s in specs}
+        if None in keys or len(keys) > 1:
+            raise BenchError(f"seeds trained as one model must be of one variant (specs equal but for the seed) of "
+                             f"a batchable method with a step budget; got {', '.join(s.variant for s in specs)}")
+        if observer is not None:
+            raise BenchError("an observer watches one run: give train_group a single spec")
         device, dataset, method, nets, real, method_of, generators = build_batched(specs)
 
         def step_all():
             losses = method.batched_step(nets, real)
+            if method.learned():  # one object steps every seed: what it learned would be no seed's own
+                raise BenchError(f"{spec.method} learned {', '.join(method.learned())} in a batched step; a "
+                                 f"batchable method keeps no learned state (set batchable = False)")
             finite = torch.isfinite(torch.stack([v.float() for v in losses.values()])).all(0).tolist()
             return [{k: v[i] for k, v in losses.items()} for i in range(size)], finite
 

@@ -200,12 +200,12 @@ def time_batched(method: str, family: str, seeds: int, threads: int, rounds: int
     one model (``run --batch-seeds``) against one after another; interleaved rounds, medians. None
     for a method that cannot be batched."""
     dataset, profile = FAMILIES[family]
-    if not METHODS.get(method).batchable:
-        return None
     try:
         specs = [spec_lib.resolve(method, dataset, s, profile, device=device.type, threads=threads)
                  for s in range(seeds)]
     except BenchError:
+        return None
+    if harness.group_key(specs[0]) is None:
         return None
     separate = [harness.build(spec) for spec in specs]
     _, _, m, nets, real, _, _ = harness.build_batched(specs)

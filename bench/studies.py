@@ -258,10 +258,10 @@ def plan(methods=None, datasets=None, seeds=(0,), profile=None, options=None, sw
     # calibration rows see the data the runs saw (a preset's dataset options included)
     resolved = {s.dataset: s.options("dataset") for s in planned}
     if batch_seeds > 1:
-        alone = sorted({s.method for s in planned if not METHODS.get(s.method).batchable})
+        alone = sorted({s.variant for s in planned if harness.group_key(s) is None})
         if alone:
-            print(f"note: --batch-seeds: {', '.join(alone)} cannot be trained batched (README, Training pace); "
-                  f"{'its' if len(alone) == 1 else 'their'} seeds run one by one", file=sys.stderr)
+            print(f"note: --batch-seeds: the seeds of {', '.join(alone)} run one by one (not a batchable method, or a "
+                  f"wall-clock budget; README, Training pace)", file=sys.stderr)
     return Plan(planned, out, jobs, threads, executor, address, device, datasets,
                 {d: resolved.get(d, options.get(d, {})) for d in datasets}, profile, plugins, batch_seeds)
 
@@ -299,6 +299,8 @@ def read_study(path: Path) -> dict:
     for key in ("profile", "preset", "out", "executor", "address", "device", "noise", "arch", "hparams"):
         need(key, str, "a string")
     need("plugins", (list, str), "a list of .py files or module names")
+    for key in ("jobs", "threads", "batch_seeds"):
+        need(key, int, "a positive integer")
     for key in ("set", "sweep", "labels"):
         need(key, dict, "a table")
     for key in ("methods", "datasets"):

@@ -40,8 +40,10 @@ class Method:
     """
     constraints: dict = {}
     uses_discriminator = False
-    # True: the method has a ``batched_step(nets, real)``, its ``step`` for S seeds trained as one model
-    # (run --batch-seeds); it then keeps no learned state (one object steps every seed).
+    # True: seeds of this method can train as one model (run --batch-seeds) through its
+    # ``batched_step(nets, real)``, the vmapped twin of ``step``. Each class says so itself, it is never
+    # inherited (is_batchable): a subclass's objective may not run under vmap. A batchable method keeps
+    # no learned state (one object steps every seed).
     batchable = False
     uses_autoencoder = False  # the harness then builds G as frozen decoder ∘ code generator
     # How the harness builds D (when uses_discriminator): it takes ``discriminator_inputs`` samples
@@ -78,6 +80,12 @@ class Method:
         return {k: v for k, v in vars(self).items() if not k.startswith("_") and k.endswith("_")}
 
 
+def is_batchable(cls) -> bool:
+    """Whether the seeds of method class ``cls`` can be trained as one model: ``batchable = True`` in
+    the class itself."""
+    return vars(cls).get("batchable") is True
+
+
 def set_requires_grad(net: nn.Module, flag: bool) -> None:
     for p in net.parameters():
         p.requires_grad_(flag)
@@ -90,10 +98,18 @@ def contract_faults(name: str, cls) -> list[str]:
     faults = option_faults(cls)
     if cls.step is Method.step:
         faults.append(f"{cls.__qualname__} does not implement step(nets, real)")
-    if cls.batchable not in (True, False):
-        faults.append(f"batchable must be True or False; got {cls.batchable!r}")
-    elif cls.batchable and not callable(getattr(cls, "batched_step", None)):
+    batchable = vars(cls).get("batchable", False)
+    if batchable not in (True, False):
+        faults.append(f"batchable must be True or False; got {batchable!r}")
+    elif batchable and not callable(getattr(cls, "batched_step", None)):
         faults.append(f"{cls.__qualname__} says batchable = True but has no batched_step(nets, real)")
+    elif batchable:
+        step_owner = next(c for c in cls.__mro__ if "step" in vars(c))
+        batched_owner = next(c for c in cls.__mro__ if "batched_step" in vars(c))
+        if step_owner is not batched_owner and issubclass(step_owner, batched_owner):
+            faults.append(f"{cls.__qualname__} says batchable = True but overrides step and not batched_step "
+                          f"(of {batched_owner.__qualname__}), which would train something else; override both, "
+                          f"or leave batchable out")
     try:
         params = set(inspect.signature(cls).parameters) - {"self"}
     except (TypeError, ValueError):

@@ -20,7 +20,7 @@ class MinimaxGAN(Method):
     needs D itself or the samples (WGAN-GP's penalty, MMD GAN's kernel); ``step`` stays here.
     """
     uses_discriminator = True
-    batchable = True  # batched_step is step under vmap; an objective that is not a pure tensor function says False
+    batchable = True  # batched_step below; a subclass whose objective runs under vmap says so itself
     constraints = {"d_steps": Integer(min=1), "pack": Integer(min=1)}
     recommended = {"lr": 2e-4, "betas": (0.5, 0.999), "batch_size": 128, "d_steps": 1}
     neutral_options = {"pack": 1}

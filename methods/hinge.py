@@ -14,6 +14,7 @@ class HingeGAN(MinimaxGAN):
     β2 = 0.999, n_dis = 1), batch 64. Their spectral normalisation is a change of D, not of the loss,
     and is not applied: every method here trains the same networks.
     """
+    batchable = True  # its losses are pure tensor functions: MinimaxGAN.batched_step trains it
 
     @staticmethod
     def discriminator_loss(real_scores, fake_scores):

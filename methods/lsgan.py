@@ -14,6 +14,7 @@ class LeastSquaresGAN(MinimaxGAN):
     Recommended: Adam with β1 = 0.5 as in DCGAN, on which the paper's experiments build (§4),
     lr 2e-4, batch 64, one D step per G step.
     """
+    batchable = True  # its losses are pure tensor functions: MinimaxGAN.batched_step trains it
     constraints = {**MinimaxGAN.constraints, "a": Real(), "b": Real(), "c": Real()}
     recommended = {"lr": 2e-4, "betas": (0.5, 0.999), "d_steps": 1, "batch_size": 64}
 

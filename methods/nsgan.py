@@ -11,6 +11,7 @@ class NonSaturatingGAN(MinimaxGAN):
 
     Recommended: the DCGAN recipe (Radford et al. 2016, §4), which trains this loss: Adam lr 2e-4,
     β = (0.5, 0.999), batch 128 (inherited from ``gan``)."""
+    batchable = True  # its losses are pure tensor functions: MinimaxGAN.batched_step trains it
 
     @staticmethod
     def generator_loss(fake_logits):

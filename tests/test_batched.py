@@ -2,6 +2,7 @@
 seed's initial weights, data and noise draws, a group of one), what cannot be (batched and single
 matrix products sum in different orders) to rounding after a few steps and, over 10 seeds, by a
 two-sample test on every metric."""
+import dataclasses
 import math
 
 import pytest
@@ -10,11 +11,13 @@ from scipy.stats import mannwhitneyu
 from statsmodels.stats.multitest import multipletests
 
 from bench import executors, harness
+from bench.cli import main
 from bench.errors import BenchError
 from bench.spec import resolve
-from bench.studies import plan
+from bench.studies import plan, read_study
 from methods import METHODS, Method
-from methods.base import contract_faults
+from methods.base import contract_faults, is_batchable
+from methods.nsgan import NonSaturatingGAN
 
 SMALL = dict(steps=6, eval_points=2, batch_size=32, width=16, device="cpu")
 
@@ -107,7 +110,6 @@ def test_records_of_a_batched_group_are_the_runs_records():
         for key in ("run_id", "variant_id", "spec", "identity", "steps_done", "status"):
             assert record[key] == alone[key]
         assert record["runtime"]["batched"] == {"seeds": [3, 4], "engine": "torch.func.vmap"}
-        assert record["timing"]["group_train_seconds"] == pytest.approx(2 * record["timing"]["train_seconds"])
         assert "runtime" not in alone
         assert [h["step"] for h in record["history"]] == [h["step"] for h in alone["history"]]
         assert len(samples) == len(_)
@@ -151,8 +153,49 @@ def test_batch_seeds_refusals():
     assert any("no batched_step" in f for f in contract_faults("claims", Claims))
     Claims.batchable = "yes"
     assert any("True or False" in f for f in contract_faults("claims", Claims))
-    assert {m for m in METHODS.names() if METHODS.get(m).batchable} >= {"gan", "nsgan", "lsgan", "hinge"}
-    assert not any(METHODS.get(m).batchable for m in ("gmn", "wgan-gp", "mmdgan", "gdpp"))
+    builtin = {m for m in METHODS.names() if METHODS.source(m) == "builtin"}
+    assert {m for m in builtin if is_batchable(METHODS.get(m))} == {"gan", "nsgan", "lsgan", "hinge"}
+
+
+def test_a_subclass_is_batched_only_when_it_says_so():
+    """batchable is never inherited: a plugin's GAN with its own step or objective trains one seed
+    at a time unless it declares batchable (and then its step must have a batched twin)."""
+    class OwnLoss(NonSaturatingGAN):
+        def generator_objective(self, D, fake, real):
+            return super().generator_objective(D, fake, real) + 0.0 * real().sum()  # draws data: not vmap-safe
+
+    class OwnStep(NonSaturatingGAN):
+        batchable = True
+
+        def step(self, nets, real):
+            return super().step(nets, real)
+    assert not is_batchable(OwnLoss) and contract_faults("own-loss", OwnLoss) == []
+    assert any("overrides step and not batched_step" in f for f in contract_faults("own-step", OwnStep))
+    METHODS.add("own-loss", OwnLoss, source="test")
+    try:
+        spec = resolve("own-loss", "ring8", 0, "quick", **SMALL)
+        assert [len(g) for g in executors.seed_groups([spec, spec], 2)] == [1, 1]
+        with pytest.raises(BenchError, match="batchable method"):
+            harness.train_group([spec, dataclasses.replace(spec, seed=1)])
+    finally:
+        METHODS.remove("own-loss")
+
+
+def test_train_group_refuses_what_is_not_one_variant():
+    a, b = specs_for("nsgan", seeds=(0,)), specs_for("lsgan", seeds=(1,))
+    with pytest.raises(BenchError, match="one variant"):
+        harness.train_group(a + b)
+    with pytest.raises(BenchError, match="observer"):
+        harness.train_group(specs_for("nsgan", seeds=(0, 1)), observer=lambda *args: None)
+
+
+def test_batch_seeds_in_a_study_file_must_be_an_integer(tmp_path):
+    study = tmp_path / "s.toml"
+    study.write_text('methods = ["nsgan"]\nbatch_seeds = 2.5\n')
+    with pytest.raises(BenchError, match="batch_seeds takes a positive integer"):
+        read_study(study)
+    assert main(["run", "--methods", "nsgan", "--batch-seeds", "abc", "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
 
 
 def test_ten_seeds_batched_and_separate_agree_on_every_metric():
@@ -164,4 +207,3 @@ def test_ten_seeds_batched_and_separate_agree_on_every_metric():
     metrics = ["modes_covered", "high_quality_pct", "kl_modes", "mmd2", "energy"]
     p = [mannwhitneyu([r[k] for r in batched], [r[k] for r in separate]).pvalue for k in metrics]
     assert not multipletests(p, alpha=0.05, method="holm")[0].any(), dict(zip(metrics, p))
-    assert batched != separate  # the two really are different computations
