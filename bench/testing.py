@@ -44,9 +44,10 @@ import torch
 from bench import options as opts_lib
 from bench import records
 from bench.errors import BenchError
-from bench.harness import build, train_and_evaluate
+from bench.harness import build, build_batched, train_and_evaluate
 from bench.spec import from_dict, resolve
 from methods import METHODS
+from methods.base import is_batchable
 
 TINY = dict(steps=6, batch_size=16, eval_points=1, device="cpu")
 
@@ -247,9 +248,36 @@ def check_picklable(case: Case) -> None:
                              f"networks, tensors with graphs and open files out of its attributes") from None
 
 
+def check_batched_step_matches_step(case: Case) -> None:
+    """For a batchable method: two seeds through ``batched_step`` stay within rounding of their
+    own runs through ``step`` (another seed's data or weights would move them far more)."""
+    if not is_batchable(case.cls):
+        return
+    specs = [case.spec(seed) for seed in (0, 1)]
+    _, _, method, nets, real, _, _ = build_batched(specs)
+    for _ in range(3):
+        losses = method.batched_step(nets, real)
+    assert all(v.shape == (2,) for v in losses.values()), \
+        f"batched_step must return one value per seed ([2] for 2 seeds); got {({k: tuple(v.shape) for k, v in losses.items()})}"
+    stacked = {"generator": nets.generator, "discriminator": nets.discriminator}
+    for i, spec in enumerate(specs):
+        _, _, alone_method, alone, alone_real = build(spec)
+        for _ in range(3):
+            alone_method.step(alone, alone_real)
+        for key, net in stacked.items():
+            if net is None:
+                continue
+            for name, p in getattr(alone, key).named_parameters():
+                assert torch.allclose(net.params[name][i], p, rtol=1e-5, atol=1e-5), \
+                    (f"seed {i}'s {key} parameter {name} after 3 batched steps is not its separate run's (max "
+                     f"difference {float((net.params[name][i] - p).abs().max()):.3g}): batched_step must do what "
+                     f"step does, each seed on its own draws")
+
+
 CHECKS: list[Callable[[Case], None]] = [
     check_contract, check_step_returns_detached_finite_scalars, check_parameters_change, check_options_round_trip,
-    check_rejects_bad_values, check_no_files_no_output, check_same_seed_same_result, check_picklable]
+    check_rejects_bad_values, check_no_files_no_output, check_same_seed_same_result, check_picklable,
+    check_batched_step_matches_step]
 
 
 def method_checks() -> dict[str, Callable[[Case], None]]:

@@ -11,6 +11,7 @@ from bench.options import Real
 from bench.testing import ConformanceError, check_method
 from methods import METHODS
 from methods.base import Method
+from methods.nsgan import NonSaturatingGAN
 
 
 @pytest.mark.parametrize("name", METHODS.names())
@@ -108,6 +109,14 @@ class Unpicklable(Shift):
         return super().step(nets, real)
 
 
+class MixedSeeds(NonSaturatingGAN):
+    """Batched, but each seed trains on the other seed's data."""
+    batchable = True
+
+    def batched_step(self, nets, real):
+        return super().batched_step(nets, lambda: real().flip(0))
+
+
 @pytest.mark.parametrize("cls,check,message", [
     (Attached, testing.check_step_returns_detached_finite_scalars,
      "step()['loss'] is attached to the autograd graph; return loss.detach()"),
@@ -121,6 +130,7 @@ class Unpicklable(Shift):
     (Unconstrained, testing.check_rejects_bad_values, "option weight declares no constraint"),
     (Forgetful, testing.check_options_round_trip, "step must not change options"),
     (Unpicklable, testing.check_picklable, "the method cannot be pickled after a step"),
+    (MixedSeeds, testing.check_batched_step_matches_step, "after 3 batched steps is not its separate run's"),
 ])
 def test_a_broken_method_fails_the_check_that_catches_it_with_a_readable_message(cls, check, message, tmp_path,
                                                                                  monkeypatch):
@@ -151,7 +161,7 @@ def test_the_whole_check_lists_every_failure_of_a_method_at_once():
     with pytest.raises(ConformanceError) as err:
         check_method(Sloppy)
     text = str(err.value)
-    assert "fails 3 of 8 bench conformance checks" in text
+    assert f"fails 3 of {len(testing.CHECKS)} bench conformance checks" in text
     for name in ("check_step_returns_detached_finite_scalars", "check_rejects_bad_values", "check_no_files_no_output"):
         assert f"  - {name}: " in text
 
