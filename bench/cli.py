@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--arch", default=None, help="generator/discriminator: mlp (default) or dcgan (images)")
     run.add_argument("--noise", default=None, help="gaussian or uniform (default: the profile's)")
     run.add_argument("--eval-points", default=None, help="evaluations during training")
+    run.add_argument("--patience", default=None, metavar="N",
+                     help="stop a run once it is judged converged at N evaluations in a row (--steps is then a cap)")
     run.add_argument("--train-size", default=None,
                      help="a fixed training set of this many samples, drawn once per run (default: fresh samples)")
     run.add_argument("--data-dir", default=None,

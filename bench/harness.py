@@ -7,7 +7,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from bench import environment, records
+from bench import convergence, environment, records
 from bench.datasets import DATASETS
 from bench.errors import BenchError
 from bench.spec import RunSpec, canonical_json
@@ -207,7 +207,7 @@ def train_group(specs: list[RunSpec], progress: bool = False, observer=None) -> 
             torch.cuda.synchronize(device)
 
     runs = [{"history": [], "status": "ok", "diverged_at": None, "losses": {}, "eval_seconds": 0.0,
-             "done": False} for _ in specs]
+             "done": False, "converged_for": 0, "stopped_early": None} for _ in specs]
     train_seconds = 0.0
     seeds = ", ".join(str(s.seed) for s in specs)
     bar = tqdm(total=spec.budget_seconds if by_time else spec.steps, unit="s" if by_time else "step",
@@ -237,7 +237,14 @@ def train_group(specs: list[RunSpec], progress: bool = False, observer=None) -> 
             if observer is not None:
                 observer(step, nets, samples)
             bar.set_postfix({k: f"{v:.3g}" for k, v in mean_losses.items()}, refresh=False)
-            if run["status"] == "diverged" or last:
+            patience = specs[i].patience
+            if patience and step > 0 and run["status"] == "ok":  # --patience: stop once converged, budget a cap
+                judged = convergence.verdict(run["history"], dataset.tracked)["converged"]
+                run["converged_for"] = run["converged_for"] + 1 if judged else 0
+                if run["converged_for"] >= patience and not last:
+                    run["stopped_early"] = {"step": step, "patience": patience,
+                                            "why": f"judged converged at {patience} evaluations in a row"}
+            if run["status"] == "diverged" or last or run["stopped_early"]:
                 run.update(done=True, steps_done=step, train_seconds=train_seconds)
         if all(run["done"] for run in runs):
             break
@@ -268,7 +275,8 @@ def train_group(specs: list[RunSpec], progress: bool = False, observer=None) -> 
             timing=timing, method_settings=method_s.options(), method_learned=method_s.learned(),
             sources={"method": METHODS.source(s.method), "dataset": DATASETS.source(s.dataset)},
             evaluation={"samples": dataset.eval_size, "mmd_kernel": "gaussian", "mmd_estimator": "unbiased",
-                        "mmd_bandwidths": list(reference["bandwidths"])}, device=device, tracked=dataset.tracked)
+                        "mmd_bandwidths": list(reference["bandwidths"])}, device=device, tracked=dataset.tracked,
+            stopped_early=run["stopped_early"])
         if size > 1:
             record["runtime"] = {"batched": {"seeds": [x.seed for x in specs], "engine": "torch.func.vmap"}}
         results.append((record, dataset.to_storage(run["samples"].cpu())))

@@ -31,14 +31,17 @@ def describe_environment(device: torch.device | None) -> dict:
 def run_record(spec: RunSpec, status: str, *, history: list, steps_done: int, diverged_at: int | None = None,
                timing: dict | None = None, method_settings: dict | None = None, method_learned: dict | None = None,
                sources: dict | None = None, evaluation: dict | None = None, device: torch.device | None = None,
-               error: str | None = None, tracked: tuple = ()) -> dict:
+               error: str | None = None, tracked: tuple = (), stopped_early: dict | None = None) -> dict:
     """The record of one run of ``spec``: finished (``ok``/``diverged``) or failed (``error``, with
     the message). ``final`` is the last evaluation with the training pace; ``tracked``, the
-    dataset's metrics that say whether the run had converged (:mod:`bench.convergence`)."""
+    dataset's metrics that say whether the run had converged (:mod:`bench.convergence`);
+    ``stopped_early``: where a run with a patience stopped before its budget, converged."""
     timing = dict(timing or {})
     final = {**history[-1], "steps_per_second": timing["steps_per_second"]} if history else {}
     record = {"schema": SCHEMA, "run_id": spec.run_id, "variant_id": spec.variant_id, "variant": spec.variant,
               "status": status}
+    if stopped_early is not None:
+        record["stopped_early"] = stopped_early
     if error is not None:
         record["error"] = error
     record.update({"diverged_at_step": diverged_at, "steps_done": steps_done, "spec": spec.to_dict(),

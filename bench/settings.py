@@ -39,6 +39,8 @@ RUN_SETTINGS = {
     "eval_points": Setting(int, "evaluations during training, the last at the end", 1),
     "train_size": Setting(int, "a fixed training set of this many samples (None: fresh samples every batch)", 1,
                           optional=True),
+    "patience": Setting(int, "stop a run once it is judged converged (bench.convergence) at this many evaluations "
+                             "in a row; the budget is then a cap (None: train the whole budget)", 1, optional=True),
 }
 # Run settings a profile may leave out, and their value then (None: left out of the run's identity,
 # so runs stored before train_size existed keep their ids)

@@ -102,6 +102,7 @@ class RunSpec:
     optimizers: tuple              # (network, (("betas", ..), ("lr", ..), ("name", "adam"))) pairs
     hparams: str = "shared"        # the hyperparameter policy (identity; left out of the hash when shared)
     train_size: int | None = None  # a fixed training set of that many samples; None: fresh samples every batch
+    patience: int | None = None    # stop when converged at this many evaluations in a row; None: the whole budget
     # recorded, not identity
     method_overrides: tuple = ()   # the method options that differ from the defaults on this dataset
     run_overrides: tuple = ()      # run settings and dataset options that differ from the profile's
@@ -117,8 +118,9 @@ class RunSpec:
                                    if k not in NOT_IDENTITY_OPTIONS},
                "optimizers": {net: _thaw(opts) for net, opts in self.optimizers}}
         out.update({k: getattr(self, k) for k in RUN_SETTINGS if k != "lr"})  # lr lives in optimizers
-        if self.train_size is None:
-            del out["train_size"]
+        for key in ("train_size", "patience"):  # settings added later: runs stored before keep their ids
+            if out[key] is None:
+                del out[key]
         if self.hparams != "shared":  # runs stored before the policy existed keep their ids
             out["hparams"] = self.hparams
         return json.loads(canonical_json(out))

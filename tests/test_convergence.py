@@ -69,3 +69,35 @@ def test_a_metric_the_run_never_had_is_not_judged():
     rows = [{"step": s, "high_quality_pct": 0.0, "kl_modes": None} for s in STEPS]
     v = convergence.verdict(rows, ["high_quality_pct", "kl_modes"])
     assert v["converged"] is True and "kl_modes" not in v["metrics"]
+
+
+def test_patience_stops_a_run_once_converged_and_is_part_of_its_identity(monkeypatch):
+    """--patience N: the loop stops a run once the rule has judged it converged at N evaluations in a
+    row (step 0 not counted); the budget is then a cap; the setting is identity (another run id),
+    and left out of it when unset (stored runs keep their ids)."""
+    from bench import harness
+    from bench.spec import resolve
+    base = {"steps": 100, "eval_points": 10, "batch_size": 32, "width": 16, "device": "cpu"}
+    plain, patient = resolve("nsgan", "ring8", 0, **base), resolve("nsgan", "ring8", 0, patience=2, **base)
+    assert "patience" not in plain.identity() and patient.identity()["patience"] == 2
+    assert plain.run_id != patient.run_id
+
+    monkeypatch.setattr(convergence, "verdict", lambda history, tracked, status="ok": {"converged": True})
+    record, _ = harness.train_and_evaluate(patient)
+    assert [h["step"] for h in record["history"]] == [0, 10, 20]
+    assert record["steps_done"] == 20 and record["status"] == "ok"
+    assert record["stopped_early"] == {"step": 20, "patience": 2, "why": "judged converged at 2 evaluations in a row"}
+
+    judged = iter([True, False, True, True])  # a streak broken by one verdict starts again
+    monkeypatch.setattr(convergence, "verdict", lambda history, tracked, status="ok": {"converged": next(judged, True)})
+    assert harness.train_and_evaluate(patient)[0]["steps_done"] == 40
+
+    monkeypatch.setattr(convergence, "verdict", lambda history, tracked, status="ok": {"converged": False})
+    record, _ = harness.train_and_evaluate(patient)
+    assert record["steps_done"] == 100 and "stopped_early" not in record
+
+
+def test_patience_must_be_a_positive_integer(tmp_path, capsys):
+    from bench.cli import main
+    assert main(["run", "--methods", "nsgan", "--patience", "0", "--out", str(tmp_path / "o")]) == 2
+    assert "patience must be a positive integer" in capsys.readouterr().err and not (tmp_path / "o").exists()
