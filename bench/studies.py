@@ -354,7 +354,7 @@ def _check_writable(out: Path) -> None:
 LONG_STUDY_STEPS = 100_000  # from this many steps in all, run measures the pace and says how long it will take
 
 
-def expected_duration(todo: list, jobs: int) -> str:
+def expected_duration(todo: list, jobs: int, batch_seeds: int = 1) -> str:
     """The training time of ``todo`` on this machine, from each variant's step rate measured here
     for a second (evaluation and start-up not included), spread over ``jobs`` processes."""
     rates, seconds = {}, 0.0
@@ -367,8 +367,9 @@ def expected_duration(todo: list, jobs: int) -> str:
         seconds += spec.steps / rates[spec.variant_id][2]
     wall = seconds / max(1, min(jobs, len(todo)))
     paces = ", ".join(f"{v} on {d} {r:.0f} steps/s" for v, d, r in rates.values())
+    batched = "; each seed timed alone, --batch-seeds may make it shorter" if batch_seeds > 1 else ""
     return (f"expected: about {_duration(wall)} of training for {len(todo)} runs with --jobs {jobs} "
-            f"(measured here just now: {paces}; evaluations not included)")
+            f"(measured here just now: {paces}; evaluations not included{batched})")
 
 
 def _duration(seconds: float) -> str:
@@ -414,7 +415,7 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
             log(f"{plan_.profile}: {note}: not comparable with the published numbers (the report says so per row)")
     todo = [s for s in plan_.specs if force or s.run_id not in finished]
     if sum(s.steps or 0 for s in todo) >= LONG_STUDY_STEPS:  # a study of hours is never a surprise
-        log(expected_duration(todo, plan_.jobs))
+        log(expected_duration(todo, plan_.jobs, plan_.batch_seeds))
     skipped = len(plan_.specs) - len(todo)
     if skipped:
         log(f"{skipped} of {len(plan_.specs)} runs already finished under {out}: skipped (--force reruns them)")
