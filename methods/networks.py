@@ -71,7 +71,7 @@ class Stacked:
         """Seed ``seed_index``'s current weights copied into ``module`` (a plain network, for evaluation)."""
         with torch.no_grad():
             for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
-                tensor.copy_((self.params.get(name) if name in self.params else self.buffers[name])[seed_index])
+                tensor.copy_((self.params if name in self.params else self.buffers)[name][seed_index])
         return module
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
