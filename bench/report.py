@@ -149,6 +149,62 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _outcome(significant, a_better) -> int:
+    """A test's outcome: +1 A significantly better, −1 B significantly better, 0 no significant difference."""
+    return 0 if not significant else (1 if a_better > 0.5 else -1)
+
+
+def late_snapshots(history: pd.DataFrame) -> dict[str, list[tuple[int, pd.DataFrame]]]:
+    """Per table, its finished runs as they stood at each evaluation of the last third of training
+    (steps every finished run of the table was evaluated at, from ⅔ of the last such step on):
+    (step, a runs table with those evaluations' metrics) pairs, in step order."""
+    out = {}
+    if history.empty or "step" not in history:
+        return out
+    for dataset, g in history.groupby("dataset", sort=False):
+        per_run = [set(r["step"]) for _, r in g.groupby(["variant", "seed"])]
+        common = sorted(set.intersection(*per_run)) if per_run else []
+        if not common:
+            continue
+        start = common[-1] * (1 - convergence.WINDOW) * (1 - 1e-9)  # as the convergence window
+        steps = [s for s in common if s >= start]
+        out[dataset] = [(int(s), g[g["step"] == s].assign(status="ok", converged=None)) for s in steps]
+    return out
+
+
+def with_stability(comparison: pd.DataFrame, snapshots: dict) -> pd.DataFrame:
+    """Each pairwise test redone at every evaluation of the last third of training (the same tests,
+    Holm over the same table): ``holds`` of ``holds_of`` evaluations gave the final verdict (the same
+    winner, or no significant difference). A verdict that holds at only some of them is an artefact of
+    where training stopped; the sentence says so."""
+    if comparison.empty:
+        return comparison
+    key = ["dataset", "a", "b", "metric"]
+    late = []
+    for dataset, pairs in snapshots.items():
+        for step, runs in pairs:
+            c = comparison_table(runs)
+            if len(c):
+                late.append(c.assign(step=step))
+    comparison = comparison.assign(holds=math.nan, holds_of=math.nan, late_steps="")
+    if not late:
+        return comparison
+    late = pd.concat(late, ignore_index=True)
+    late["outcome"] = [_outcome(s, w) for s, w in zip(late["significant"], late["p_a_beats_b"])]
+    rows = []
+    for i, row in comparison.iterrows():
+        mine = late[(late[key] == row[key]).all(axis=1)]
+        if mine.empty:
+            continue
+        final = _outcome(row["significant"], row["p_a_beats_b"])
+        holds, of = int((mine["outcome"] == final).sum()), len(mine)
+        span = f"steps {mine['step'].min():,}–{mine['step'].max():,}"
+        comparison.loc[i, ["holds", "holds_of", "late_steps"]] = holds, of, span
+        comparison.loc[i, "verdict"] = (row["verdict"] + f" [the same verdict at {holds} of {of} evaluations of "
+                                        f"the last third of training, {span}]")
+    return comparison
+
+
 def ranking_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Per table and main metric, every variant's mean rank over seeds (1 = best) and the omnibus
     test of "all variants alike" (:func:`bench.stats.rank_test`: Friedman with seeds as blocks,
@@ -295,8 +351,12 @@ NO_COMPARISONS = "No comparisons: every variant needs at least 2 finished seeds.
 
 def comparison_intro(g: pd.DataFrame) -> str:
     """What one table's pairwise tests are (``g``: its rows of the comparison table)."""
-    return (f"{len(g)} tests ({g['test'].iloc[0].split(',')[0]} where seeds pair up, Mann-Whitney U otherwise), "
+    text = (f"{len(g)} tests ({g['test'].iloc[0].split(',')[0]} where seeds pair up, Mann-Whitney U otherwise), "
             f"Holm-Bonferroni corrected over the table; significant at 5 %: {int(g['significant'].sum())}.")
+    if "holds" in g and g["holds"].notna().any():
+        text += (" Each test was redone at every evaluation of the last third of training: a verdict that held at "
+                 "only some of them depends on where training stopped.")
+    return text
 
 
 def comparison_markdown(comparison: pd.DataFrame) -> list[str]:
@@ -366,7 +426,7 @@ def build(out: Path, print_fn=print) -> Report:
     names, notes = _row_names(records)
     runs = runs_table(records)
     summary = summary_table(runs)
-    comparison = comparison_table(runs)
+    comparison = with_stability(comparison_table(runs), late_snapshots(_history_frame(records, names)))
     ranking, wins = ranking_table(runs), wins_table(comparison)
     verdicts = verdict_tables(ranking, wins)
     tables = display_tables(summary, notes, comparison)

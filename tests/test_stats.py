@@ -95,3 +95,27 @@ def test_summary_against_numpy_and_diverged_runs_are_counted_not_averaged():
     assert len(comparison) == 1 and comparison["n_a"].iloc[0] == comparison["n_b"].iloc[0] == 3
     assert comparison["test"].iloc[0].startswith("Wilcoxon")
     assert comparison["a"].iloc[0] == "gmn" and comparison["diff"].iloc[0] == pytest.approx(-np.mean([0.4, 0.4, 0.3]))
+
+
+def test_stability_redoes_each_test_over_the_last_third_and_counts_where_the_verdict_held():
+    """gan overtakes gmn on MMD² only at the last two of the four evaluations in the last third
+    (steps 21-30 of 30): the final verdict "gan better" holds at 2 of 4; a pair that never changes holds at 4 of 4."""
+    from bench.report import late_snapshots, with_stability
+    rows = []
+    for seed in range(8):  # 8 paired seeds: Wilcoxon's smallest p × 3 tests is under 5 %
+        for step in range(0, 31, 3):
+            rows += [{"dataset": "ring8 · quick", "variant": "gmn", "seed": seed, "step": step, "mmd2": 0.1 + seed / 1e3},
+                     {"dataset": "ring8 · quick", "variant": "gan", "seed": seed, "step": step,
+                      "mmd2": (0.05 if step >= 27 else 0.5) + seed / 1e3},
+                     {"dataset": "ring8 · quick", "variant": "nsgan", "seed": seed, "step": step, "mmd2": 0.9 + seed / 1e3}]
+    history = pd.DataFrame(rows)
+    snapshots = late_snapshots(history)
+    assert [step for step, _ in snapshots["ring8 · quick"]] == [21, 24, 27, 30]
+    last = history[history["step"] == 30]
+    runs = _runs({v: last[last["variant"] == v]["mmd2"].tolist() for v in ("gmn", "gan", "nsgan")})
+    comparison = with_stability(comparison_table(runs), snapshots).set_index(["a", "b"])
+    flipped, steady = comparison.loc[("gmn", "gan")], comparison.loc[("gmn", "nsgan")]
+    assert flipped["significant"] and flipped["p_a_beats_b"] < 0.5  # gan better at the end
+    assert (flipped["holds"], flipped["holds_of"]) == (2, 4) and "the same verdict at 2 of 4" in flipped["verdict"]
+    assert (steady["holds"], steady["holds_of"]) == (4, 4)
+    assert with_stability(comparison_table(runs), {})["holds"].isna().all()  # no histories: nothing claimed
