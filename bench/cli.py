@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-points", default=None, help="evaluations during training")
     run.add_argument("--patience", default=None, metavar="N",
                      help="stop a run once it is judged converged at N evaluations in a row (--steps is then a cap)")
+    run.add_argument("--lr-schedule", default=None, metavar="NAME",
+                     help="constant (default) or cosine: every learning rate annealed to 0 over --steps")
     run.add_argument("--train-size", default=None,
                      help="a fixed training set of this many samples, drawn once per run (default: fresh samples)")
     run.add_argument("--data-dir", default=None,

@@ -46,6 +46,15 @@ def make_optimizer(params, optimizer: dict) -> torch.optim.Optimizer:
     return OPTIMIZER_FACTORIES[optimizer["name"]](params, optimizer)
 
 
+def lr_schedulers(nets, spec: RunSpec) -> list:
+    """The run's learning-rate schedule over its generator steps, one scheduler per optimiser
+    (stepped once per generator step; a D with several steps per G step anneals alike)."""
+    if spec.lr_schedule is None:
+        return []
+    optimizers = [opt for opt in (nets.g_opt, nets.d_opt) if opt is not None]
+    return [torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=spec.steps) for opt in optimizers]
+
+
 def build(spec: RunSpec, dataset=None):
     """The run's dataset, method, networks (seeded) and data stream, on its device: what
     :func:`train_and_evaluate` trains, and what :func:`bench.testing.check_method` steps by hand.
@@ -197,6 +206,7 @@ def train_group(specs: list[RunSpec], progress: bool = False, observer=None) -> 
             finite = torch.isfinite(torch.stack([v.float() for v in losses.values()])).all(0).tolist()
             return [{k: v[i] for k, v in losses.items()} for i in range(size)], finite
 
+    schedulers = lr_schedulers(nets, spec)
     reference = reference_for(spec, dataset, device)
     eval_z = [noise_sampler(s.noise, s.noise_dim, torch.Generator().manual_seed(s.seed + 2), device)(
         dataset.eval_size) for s in specs]  # the same z at every evaluation: curves show G changing, not z
@@ -252,6 +262,8 @@ def train_group(specs: list[RunSpec], progress: bool = False, observer=None) -> 
             break
         t0 = time.perf_counter()
         step_losses, finite = step_all()
+        for scheduler in schedulers:
+            scheduler.step()
         sync()
         train_seconds += time.perf_counter() - t0
         step += 1

@@ -41,6 +41,9 @@ RUN_SETTINGS = {
                           optional=True),
     "patience": Setting(int, "stop a run once it is judged converged (bench.convergence) at this many evaluations "
                              "in a row; the budget is then a cap (None: train the whole budget)", 1, optional=True),
+    "lr_schedule": Setting(str, "how every learning rate moves over the step budget: constant, or cosine (from its "
+                                "value down to 0 at the last step, Loshchilov & Hutter 2017)",
+                           choices=("constant", "cosine"), optional=True),
 }
 # Run settings a profile may leave out, and their value then (None: left out of the run's identity,
 # so runs stored before train_size existed keep their ids)
@@ -55,6 +58,8 @@ def check_setting(name: str, value):
     setting = RUN_SETTINGS[name]
     if value is None and (setting.optional or name == "steps"):
         return None
+    if name == "lr_schedule" and value == "constant":
+        return None  # the default, one identity: runs stored before schedules existed are constant
     if setting.kind is int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise BenchError(f"{name} must be a positive integer; got {value!r}")

@@ -103,6 +103,7 @@ class RunSpec:
     hparams: str = "shared"        # the hyperparameter policy (identity; left out of the hash when shared)
     train_size: int | None = None  # a fixed training set of that many samples; None: fresh samples every batch
     patience: int | None = None    # stop when converged at this many evaluations in a row; None: the whole budget
+    lr_schedule: str | None = None  # "cosine": every learning rate annealed to 0 over the steps; None: constant
     # recorded, not identity
     method_overrides: tuple = ()   # the method options that differ from the defaults on this dataset
     run_overrides: tuple = ()      # run settings and dataset options that differ from the profile's
@@ -118,7 +119,7 @@ class RunSpec:
                                    if k not in NOT_IDENTITY_OPTIONS},
                "optimizers": {net: _thaw(opts) for net, opts in self.optimizers}}
         out.update({k: getattr(self, k) for k in RUN_SETTINGS if k != "lr"})  # lr lives in optimizers
-        for key in ("train_size", "patience"):  # settings added later: runs stored before keep their ids
+        for key in ("train_size", "patience", "lr_schedule"):  # settings added later: runs stored before keep their ids
             if out[key] is None:
                 del out[key]
         if self.hparams != "shared":  # runs stored before the policy existed keep their ids
@@ -299,6 +300,9 @@ def resolve(method: str, dataset: str, seed: int = 0, profile: str = "quick", me
     run = {**defaults, **user.settings}
     for name in RUN_SETTINGS:
         run[name] = check_setting(name, run[name])
+    if run["lr_schedule"] and run["steps"] is None:
+        raise BenchError(f"lr_schedule {run['lr_schedule']} anneals over a step budget; give --steps, not "
+                         f"--budget-seconds")
     check_arch(run["arch"], dataset, dataset_cls.kind)
 
     option_defaults = {}
