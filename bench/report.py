@@ -20,7 +20,9 @@ from methods import METHODS
 
 CI_NOTE = ("Cells: mean ± half-width of the 95 % Student-t confidence interval over finished seeds "
            "(diverged and failed runs are counted, not averaged). converged: finished seeds whose tracked metrics "
-           "had stopped moving when training ended (" + convergence.RULE + "; bench/convergence.py). "
+           "had stopped moving when training ended (" + convergence.RULE + "; bench/convergence.py); "
+           "mean still moving: the same rule applied to the mean over seeds at each evaluation, the tracked metrics "
+           "it judges still moving and their drift over the last third as a share of their level. "
            "A quick profile is a smoke-test budget. hparams=shared: every method the same "
            "optimiser, learning rate, batch and generator steps; hparams=recommended: each method its paper's "
            "optimiser, learning rates, batch and D steps, the same generator steps.")
@@ -112,6 +114,32 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
                         f"{k}_lo": lo, f"{k}_hi": hi})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def cell_trends(history: pd.DataFrame, tracked: dict) -> dict[tuple[str, str], str]:
+    """Per (table, variant): what the seed mean still moved over the last third of training, by the
+    convergence rule applied to the mean over seeds at each evaluation (the steps every finished seed
+    was evaluated at): e.g. "MMD² −12 %" (drift as a share of the level), "none", or "–" when it
+    cannot be judged. The per-seed verdicts (converged n/N) ask whether each run settled; this asks
+    whether the cell's average, which the comparisons read, did."""
+    out = {}
+    if history.empty or "step" not in history:
+        return out
+    for (dataset, variant), g in history.groupby(["dataset", "variant"], sort=False):
+        names = [k for k in tracked.get(dataset, ()) if k in g]
+        steps = set.intersection(*[set(r["step"]) for _, r in g.groupby("seed")])
+        rows = g[g["step"].isin(steps)].groupby("step")[names].mean()
+        mean_history = [{"step": step, **{k: (None if pd.isna(v) else float(v)) for k, v in row.items()}}
+                        for step, row in rows.iterrows()]
+        v = convergence.verdict(mean_history, names)
+        if v["converged"] is None:
+            out[dataset, variant] = "–"
+            continue
+        moving = [(f"{METRICS[k][0]} {m['drift'] / m['level']:+.0%}" if m["level"] else
+                   f"{METRICS[k][0]} {m['drift']:+.2g}").replace("-", "−")
+                  for k, m in v["metrics"].items() if not m["converged"]]
+        out[dataset, variant] = ", ".join(moving) or "none"
+    return out
 
 
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -308,6 +336,8 @@ def display_tables(summary: pd.DataFrame, notes: dict | None = None,
                               "failed": rows["n_failed"],
                               "converged": [f"{c}/{n}" if j else "–" for c, n, j in
                                             zip(rows["converged"], rows["seeds"], rows["judged"])]})
+        if "moving" in rows and rows["moving"].notna().any():
+            table["mean still moving"] = rows["moving"].fillna("–").tolist()
         for k in metrics:
             cells = [_cell(m, lo, hi) for m, lo, hi in zip(rows[k], rows[k + "_lo"], rows[k + "_hi"])]
             table[figures.title(k)] = [f"{c} {mark}" if mark else c
@@ -425,8 +455,13 @@ def build(out: Path, print_fn=print) -> Report:
     store.check_samples(records)  # before any file is replaced
     names, notes = _row_names(records)
     runs = runs_table(records)
+    history = _history_frame(records, names)
+    tracked = {dataset_label(r): DATASETS.get(r["spec"]["dataset"]).tracked for r in records
+               if r["spec"]["dataset"] in DATASETS.names()}
+    trends = cell_trends(history, tracked)
     summary = summary_table(runs)
-    comparison = with_stability(comparison_table(runs), late_snapshots(_history_frame(records, names)))
+    summary["moving"] = [trends.get((d, v)) for d, v in zip(summary["dataset"], summary["variant"])]
+    comparison = with_stability(comparison_table(runs), late_snapshots(history))
     ranking, wins = ranking_table(runs), wins_table(comparison)
     verdicts = verdict_tables(ranking, wins)
     tables = display_tables(summary, notes, comparison)

@@ -119,3 +119,20 @@ def test_stability_redoes_each_test_over_the_last_third_and_counts_where_the_ver
     assert (flipped["holds"], flipped["holds_of"]) == (2, 4) and "the same verdict at 2 of 4" in flipped["verdict"]
     assert (steady["holds"], steady["holds_of"]) == (4, 4)
     assert with_stability(comparison_table(runs), {})["holds"].isna().all()  # no histories: nothing claimed
+
+
+def test_cell_trend_judges_the_seed_mean_not_each_seed():
+    """Two seeds drifting in opposite directions are each unconverged, but their mean is flat: "none".
+    A cell whose every seed rises 30 → 60 over the last third says by how much its mean moved."""
+    from bench.report import cell_trends
+    rows = []
+    for step in range(0, 31, 3):
+        late = max(0, step - 20) / 10  # 0 until step 20, then up to 1 at step 30
+        rows += [{"dataset": "t", "variant": "flat", "seed": 0, "step": step, "high_quality_pct": 50 + 20 * late},
+                 {"dataset": "t", "variant": "flat", "seed": 1, "step": step, "high_quality_pct": 50 - 20 * late},
+                 {"dataset": "t", "variant": "rising", "seed": 0, "step": step, "high_quality_pct": 30 + 30 * late},
+                 {"dataset": "t", "variant": "rising", "seed": 1, "step": step, "high_quality_pct": 30 + 30 * late}]
+    trends = cell_trends(pd.DataFrame(rows), {"t": ("high_quality_pct",)})
+    assert trends["t", "flat"] == "none"
+    # steps 21-30: 33, 42, 51, 60 → least-squares drift 27 over a mean level of 46.5
+    assert trends["t", "rising"] == f"HQ % +{27 / 46.5:.0%}"
