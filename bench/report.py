@@ -16,6 +16,7 @@ from bench.datasets import DATASETS
 from bench.errors import BenchError
 from bench.metrics import METRICS
 from bench.records import dataset_label, setting
+from bench.settings import RUN_SETTINGS
 from methods import METHODS
 
 CI_NOTE = ("Cells: mean ± half-width of the 95 % Student-t confidence interval over finished seeds "
@@ -59,6 +60,7 @@ def _row_names(records: list[dict]) -> tuple[dict, dict]:
         for vid, r in variants.items():
             name = r["variant"]
             extra = {k: overrides.get(vid, {}).get(k, setting(r["spec"], k)) for k in varying}
+            extra = {k: RUN_SETTINGS[k].unset if v is None and k in RUN_SETTINGS else v for k, v in extra.items()}
             if extra and not r["spec"].get("label"):
                 inner = name[len(r["spec"]["method"]) + 1:-1] if name.endswith("]") else ""
                 both = ",".join(p for p in (inner, spec_lib.describe_overrides(extra)) if p)

@@ -23,12 +23,14 @@ class Setting:
     choices: tuple = ()            # for words: the values allowed ('' : any, e.g. arch, checked per dataset)
     optional: bool = False         # a profile may leave it out; None then, and left out of the run's identity
     why: str = ""                  # why the least value is what it is
+    unset: str = ""                # what an optional setting left out means, in a table's row name
 
 
 # Run settings every method on a dataset shares: profiles and presets give each one's default.
 RUN_SETTINGS = {
     "steps": Setting(int, "generator updates per run (None when the budget is in seconds)", 1),
-    "budget_seconds": Setting(float, "seconds of training wall-clock per run, instead of steps", 0, optional=True),
+    "budget_seconds": Setting(float, "seconds of training wall-clock per run, instead of steps", 0, optional=True,
+                              unset="none"),
     "batch_size": Setting(int, "samples per batch", 2, why="MMD needs pairs"),
     "lr": Setting(float, "every network's learning rate unless an optimiser key sets one", 0),
     "noise": Setting(str, "the generator's input distribution", choices=("gaussian", "uniform")),
@@ -38,12 +40,13 @@ RUN_SETTINGS = {
     "depth": Setting(int, "hidden layers of the MLPs", 1),
     "eval_points": Setting(int, "evaluations during training, the last at the end", 1),
     "train_size": Setting(int, "a fixed training set of this many samples (None: fresh samples every batch)", 1,
-                          optional=True),
+                          optional=True, unset="fresh"),
     "patience": Setting(int, "stop a run once it is judged converged (bench.convergence) at this many evaluations "
-                             "in a row; the budget is then a cap (None: train the whole budget)", 1, optional=True),
+                             "in a row; the budget is then a cap (None: train the whole budget)", 1, optional=True,
+                        unset="none"),
     "lr_schedule": Setting(str, "how every learning rate moves over the step budget: constant, or cosine (from its "
                                 "value down to 0 at the last step, Loshchilov & Hutter 2017)",
-                           choices=("constant", "cosine"), optional=True),
+                           choices=("constant", "cosine"), optional=True, unset="constant"),
 }
 # Run settings a profile may leave out, and their value then (None: left out of the run's identity,
 # so runs stored before train_size existed keep their ids)

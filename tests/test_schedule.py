@@ -44,3 +44,14 @@ def test_schedule_needs_a_step_budget_and_a_known_name(tmp_path, capsys):
     assert main(["run", "--methods", "nsgan", "--lr-schedule", "linear", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "lr_schedule" in err and "constant, cosine" in err and not (tmp_path / "o").exists()
+
+
+def test_a_sweep_of_schedules_names_each_row_by_its_schedule(tmp_path):
+    import pandas as pd
+    from bench.cli import main
+    out = tmp_path / "o"
+    assert main(["run", "--methods", "nsgan", "--datasets", "ring8", "--steps", "4", "--eval-points", "1",
+                 "--batch-size", "16", "--device", "cpu", "--no-progress", "--sweep", "lr_schedule=constant,cosine",
+                 "--out", str(out)]) == 0
+    assert set(pd.read_csv(out / "summary.csv")["variant"]) == {"nsgan[lr_schedule=constant]",
+                                                                 "nsgan[lr_schedule=cosine]"}
