@@ -60,7 +60,7 @@ def _row_names(records: list[dict]) -> tuple[dict, dict]:
         for vid, r in variants.items():
             name = r["variant"]
             extra = {k: overrides.get(vid, {}).get(k, setting(r["spec"], k)) for k in varying}
-            extra = {k: RUN_SETTINGS[k].unset if v is None and k in RUN_SETTINGS else v for k, v in extra.items()}
+            extra = {k: (RUN_SETTINGS[k].unset or v) if v is None and k in RUN_SETTINGS else v for k, v in extra.items()}
             if extra and not r["spec"].get("label"):
                 inner = name[len(r["spec"]["method"]) + 1:-1] if name.endswith("]") else ""
                 both = ",".join(p for p in (inner, spec_lib.describe_overrides(extra)) if p)
@@ -118,30 +118,76 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def aligned(history: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One metric of one table's finished runs as steps × (variant, seed); a run stopped early
+    (``--patience``) holds its last evaluation at the later steps, as the final table holds it."""
+    values = pd.to_numeric(history[metric], errors="coerce")
+    wide = values.set_axis(pd.MultiIndex.from_frame(history[["step", "variant", "seed"]])).unstack(
+        ["variant", "seed"]).sort_index()
+    last = history.groupby(["variant", "seed"])["step"].max()
+    for col in wide.columns:
+        wide.loc[wide.index > last[col], col] = wide.at[last[col], col]
+    return wide
+
+
 def cell_trends(history: pd.DataFrame, tracked: dict) -> dict[tuple[str, str], str]:
     """Per (table, variant): what the seed mean still moved over the last third of training, by the
-    convergence rule applied to the mean over seeds at each evaluation (the steps every finished seed
-    was evaluated at): e.g. "MMD² −12 %" (drift as a share of the level), "none", or "–" when it
-    cannot be judged. The per-seed verdicts (converged n/N) ask whether each run settled; this asks
-    whether the cell's average, which the comparisons read, did."""
+    convergence rule applied to the mean over seeds at each evaluation (a step counts where every
+    finished seed has the metric; a seed stopped early holds its last value): e.g. "MMD² −12%" (the
+    drift as a share of the level; in absolute terms when the level is within noise of 0), "none",
+    or "–" when it cannot be judged (wall-clock budgets: seeds share no steps). The per-seed
+    verdicts (converged n/N) ask whether each run settled; this asks whether the cell's average,
+    which the comparisons read, did."""
     out = {}
     if history.empty or "step" not in history:
         return out
-    for (dataset, variant), g in history.groupby(["dataset", "variant"], sort=False):
-        names = [k for k in tracked.get(dataset, ()) if k in g]
-        steps = set.intersection(*[set(r["step"]) for _, r in g.groupby("seed")])
-        rows = g[g["step"].isin(steps)].groupby("step")[names].mean()
-        mean_history = [{"step": step, **{k: (None if pd.isna(v) else float(v)) for k, v in row.items()}}
-                        for step, row in rows.iterrows()]
-        v = convergence.verdict(mean_history, names)
-        if v["converged"] is None:
-            out[dataset, variant] = "–"
-            continue
-        moving = [(f"{METRICS[k][0]} {m['drift'] / m['level']:+.0%}" if m["level"] else
-                   f"{METRICS[k][0]} {m['drift']:+.2g}").replace("-", "−")
-                  for k, m in v["metrics"].items() if not m["converged"]]
-        out[dataset, variant] = ", ".join(moving) or "none"
+    for dataset, table_history in history.groupby("dataset", sort=False):
+        shared = _shared_steps(table_history)
+        for variant, g in table_history.groupby("variant", sort=False):
+            if not shared:
+                out[dataset, variant] = "–"
+                continue
+            names = [k for k in tracked.get(dataset, ()) if k in g and g[k].notna().any()]
+            mean_history = [{"step": step} for step in shared]
+            for k in names:
+                means = aligned(g, k).loc[shared].mean(axis=1, skipna=False)
+                for row, v in zip(mean_history, means):
+                    row[k] = None if pd.isna(v) else float(v)
+            v = convergence.verdict(mean_history, names)
+            if v["converged"] is None:
+                out[dataset, variant] = "–"
+                continue
+            moving = []
+            for k, m in v["metrics"].items():
+                if m["converged"]:
+                    continue
+                if "drift" not in m:
+                    moving.append(f"{METRICS[k][0]} missing")
+                elif m["level"] > NOISE_LEVELS * m["noise"]:
+                    moving.append(f"{METRICS[k][0]} {m['drift'] / m['level']:+.0%}".replace("-", "−"))
+                else:  # a level within noise of 0 (MMD² near 0 can be negative): a share would mislead
+                    moving.append(f"{METRICS[k][0]} {m['drift']:+.2g}".replace("-", "−"))
+            out[dataset, variant] = ", ".join(moving) or "none"
     return out
+
+
+NOISE_LEVELS = 2  # a level within this many residual stds of 0 is shown as an absolute drift
+
+
+def _shared_steps(history: pd.DataFrame) -> list[int]:
+    """The evaluation steps of a table's step-budget runs (the union; runs stopped early are carried
+    forward), or [] when the runs evaluated at different steps (wall-clock budgets) or at too few of
+    them in the last third for a trend (convergence.MIN_POINTS)."""
+    per_run = [set(g["step"]) for _, g in history.groupby(["variant", "seed"])]
+    if not per_run:
+        return []
+    longest = max(per_run, key=max)
+    if any(not steps <= longest for steps in per_run):  # steps that are not one grid: wall-clock runs
+        return []
+    steps = sorted(longest)
+    start = steps[-1] * (1 - convergence.WINDOW) * (1 - 1e-9)  # as the convergence window
+    window = [int(x) for x in steps if x >= start]
+    return steps if steps[-1] > 0 and len(window) >= convergence.MIN_POINTS else []
 
 
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -184,21 +230,33 @@ def _outcome(significant, a_better) -> int:
     return 0 if not significant else (1 if a_better > 0.5 else -1)
 
 
-def late_snapshots(history: pd.DataFrame) -> dict[str, list[tuple[int, pd.DataFrame]]]:
-    """Per table, its finished runs as they stood at each evaluation of the last third of training
-    (steps every finished run of the table was evaluated at, from ⅔ of the last such step on):
-    (step, a runs table with those evaluations' metrics) pairs, in step order."""
+def late_snapshots(history: pd.DataFrame, runs: pd.DataFrame) -> dict[str, list[tuple[int, pd.DataFrame]]]:
+    """Per table, its runs as they stood at each evaluation of the last third of training: (step,
+    the runs table with each finished run's metrics at that step) pairs, in step order. Diverged and
+    failed runs stay in as they are, so the tests pair seeds exactly as the final table's do; a run
+    stopped early holds its last evaluation. Tables whose runs share no step grid (wall-clock budgets)
+    or hold fewer than convergence.MIN_POINTS evaluations in their last third get none."""
     out = {}
     if history.empty or "step" not in history:
         return out
+    metrics = [k for k in METRICS if k in history and k in runs]
     for dataset, g in history.groupby("dataset", sort=False):
-        per_run = [set(r["step"]) for _, r in g.groupby(["variant", "seed"])]
-        common = sorted(set.intersection(*per_run)) if per_run else []
-        if not common:
+        steps = _shared_steps(g)
+        if not steps:
             continue
-        start = common[-1] * (1 - convergence.WINDOW) * (1 - 1e-9)  # as the convergence window
-        steps = [s for s in common if s >= start]
-        out[dataset] = [(int(s), g[g["step"] == s].assign(status="ok", converged=None)) for s in steps]
+        start = steps[-1] * (1 - convergence.WINDOW) * (1 - 1e-9)
+        at = {k: aligned(g, k) for k in metrics}
+        base = runs[runs["dataset"] == dataset].assign(converged=None)
+        finished = base["status"] == "ok"
+        keys = list(zip(base["variant"], base["seed"]))
+        snapshots = []
+        for step in (x for x in steps if x >= start):
+            snap = base.copy()
+            for k, table in at.items():
+                row = table.loc[step]
+                snap.loc[finished, k] = [row.get(key, math.nan) for key, ok in zip(keys, finished) if ok]
+            snapshots.append((int(step), snap))
+        out[dataset] = snapshots
     return out
 
 
@@ -206,7 +264,7 @@ def with_stability(comparison: pd.DataFrame, snapshots: dict) -> pd.DataFrame:
     """Each pairwise test redone at every evaluation of the last third of training (the same tests,
     Holm over the same table): ``holds`` of ``holds_of`` evaluations gave the final verdict (the same
     winner, or no significant difference). A verdict that holds at only some of them is an artefact of
-    where training stopped; the sentence says so."""
+    where training stopped; the sentence says so (not for tests that cannot reach significance)."""
     if comparison.empty:
         return comparison
     key = ["dataset", "a", "b", "metric"]
@@ -216,15 +274,15 @@ def with_stability(comparison: pd.DataFrame, snapshots: dict) -> pd.DataFrame:
             c = comparison_table(runs)
             if len(c):
                 late.append(c.assign(step=step))
-    comparison = comparison.assign(holds=math.nan, holds_of=math.nan, late_steps="")
+    comparison = comparison.assign(holds=pd.NA, holds_of=pd.NA, late_steps="").astype(
+        {"holds": "Int64", "holds_of": "Int64"})
     if not late:
         return comparison
     late = pd.concat(late, ignore_index=True)
     late["outcome"] = [_outcome(s, w) for s, w in zip(late["significant"], late["p_a_beats_b"])]
-    rows = []
     for i, row in comparison.iterrows():
         mine = late[(late[key] == row[key]).all(axis=1)]
-        if mine.empty:
+        if mine.empty or row["verdict"].startswith("cannot be significant"):
             continue
         final = _outcome(row["significant"], row["p_a_beats_b"])
         holds, of = int((mine["outcome"] == final).sum()), len(mine)
@@ -463,7 +521,7 @@ def build(out: Path, print_fn=print) -> Report:
     trends = cell_trends(history, tracked)
     summary = summary_table(runs)
     summary["moving"] = [trends.get((d, v)) for d, v in zip(summary["dataset"], summary["variant"])]
-    comparison = with_stability(comparison_table(runs), late_snapshots(history))
+    comparison = with_stability(comparison_table(runs), late_snapshots(history, runs))
     ranking, wins = ranking_table(runs), wins_table(comparison)
     verdicts = verdict_tables(ranking, wins)
     tables = display_tables(summary, notes, comparison)

@@ -109,10 +109,10 @@ def test_stability_redoes_each_test_over_the_last_third_and_counts_where_the_ver
                       "mmd2": (0.05 if step >= 27 else 0.5) + seed / 1e3},
                      {"dataset": "ring8 · quick", "variant": "nsgan", "seed": seed, "step": step, "mmd2": 0.9 + seed / 1e3}]
     history = pd.DataFrame(rows)
-    snapshots = late_snapshots(history)
-    assert [step for step, _ in snapshots["ring8 · quick"]] == [21, 24, 27, 30]
     last = history[history["step"] == 30]
     runs = _runs({v: last[last["variant"] == v]["mmd2"].tolist() for v in ("gmn", "gan", "nsgan")})
+    snapshots = late_snapshots(history, runs)
+    assert [step for step, _ in snapshots["ring8 · quick"]] == [21, 24, 27, 30]
     comparison = with_stability(comparison_table(runs), snapshots).set_index(["a", "b"])
     flipped, steady = comparison.loc[("gmn", "gan")], comparison.loc[("gmn", "nsgan")]
     assert flipped["significant"] and flipped["p_a_beats_b"] < 0.5  # gan better at the end
@@ -136,3 +136,50 @@ def test_cell_trend_judges_the_seed_mean_not_each_seed():
     assert trends["t", "flat"] == "none"
     # steps 21-30: 33, 42, 51, 60 → least-squares drift 27 over a mean level of 46.5
     assert trends["t", "rising"] == f"HQ % +{27 / 46.5:.0%}"
+
+
+def _history(values: dict, steps=range(0, 31, 3)) -> pd.DataFrame:
+    """{(variant, seed): f(step) or None} -> a history frame of one table, mmd2 only."""
+    return pd.DataFrame([{"dataset": "ring8 · quick", "variant": v, "seed": seed, "step": step, "mmd2": f(step)}
+                         for (v, seed), f in values.items() for step in steps])
+
+
+def test_stability_keeps_the_final_pairing_carries_stopped_runs_and_skips_what_it_cannot_judge():
+    from bench.report import late_snapshots, with_stability
+    values = {("gmn", s): (lambda step, s=s: 0.1 + s / 1e3) for s in range(8)}
+    values.update({("gan", s): (lambda step, s=s: 0.5 + s / 1e3) for s in range(8)})
+    history = _history(values)
+    runs = _runs({"gmn": [0.1 + s / 1e3 for s in range(8)], "gan": [0.5 + s / 1e3 for s in range(8)]},
+                 status={("gan", 7): "diverged"})
+    history = history[~((history["variant"] == "gan") & (history["seed"] == 7))]  # a diverged run: no history row
+    final = comparison_table(runs)
+    for _, snap in late_snapshots(history, runs)["ring8 · quick"]:  # the same pairs of seeds as the final test
+        late = comparison_table(snap)
+        assert (late["test"].iloc[0], late["n_a"].iloc[0]) == (final["test"].iloc[0], final["n_a"].iloc[0]) == (
+            "Wilcoxon signed-rank, paired by seed", 7)
+
+    # gmn seed 0 stopped early (--patience) at step 21: it holds its last value at the later steps
+    stopped = history[~((history["variant"] == "gmn") & (history["seed"] == 0) & (history["step"] > 21))]
+    snaps = late_snapshots(stopped, runs)["ring8 · quick"]
+    assert [step for step, _ in snaps] == [21, 24, 27, 30]
+    assert all(snap.loc[(snap["variant"] == "gmn") & (snap["seed"] == 0), "mmd2"].item() == 0.1 for _, snap in snaps)
+
+    # wall-clock runs evaluate at steps of their own; 2 evaluations in the last third are too few
+    shifted = pd.concat([history[history["variant"] == "gmn"],
+                         history[history["variant"] == "gan"].assign(step=lambda h: h["step"] + 1)])
+    assert late_snapshots(shifted, runs) == {} and late_snapshots(_history(values, steps=[0, 15, 30]), runs) == {}
+    assert with_stability(final, {})["holds"].isna().all()
+
+
+def test_cell_trend_says_missing_and_gives_absolute_drifts_near_zero():
+    from bench.report import cell_trends
+    near_zero = {("gmn", s): (lambda step, s=s: (1e-4 if s else -1e-4) * (1 + (step > 20) * step / 30)) for s in range(2)}
+    with_gap = {("gan", s): (lambda step, s=s: None if (s, step) == (1, 24) else 0.5) for s in range(2)}
+    trends = cell_trends(_history({**near_zero, **with_gap}), {"ring8 · quick": ("mmd2",)})
+    assert trends["ring8 · quick", "gan"] == "MMD² missing"  # one seed's gap: the mean is not the other seed's
+    assert trends["ring8 · quick", "gmn"] == "none"  # ±1e-4 around 0: the mean is 0 throughout
+    # crossing 0 (−0.0006 … +0.0006 over the last third) with noise larger than half its level: a share
+    # of a level of 0.00067 would say +228%; the absolute drift is 0.00152
+    zig = {21: -6e-4, 24: -7.3333e-4, 27: 7.3333e-4, 30: 6e-4}
+    trends = cell_trends(_history({("nsgan", 0): lambda step: zig.get(step, 0.0)}), {"ring8 · quick": ("mmd2",)})
+    assert trends["ring8 · quick", "nsgan"] == "MMD² +0.0015"
