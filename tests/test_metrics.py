@@ -68,3 +68,18 @@ def test_distance_metrics_zero_ish_for_same_distribution_and_large_for_collapse(
     collapsed = ds.evaluate(ds.means[0] + ds.std * torch.randn(2500, 2), ref)
     assert abs(same["mmd2"]) < 1e-3 and abs(same["energy"]) < 5e-3
     assert collapsed["mmd2"] > 100 * abs(same["mmd2"]) and collapsed["energy"] > 0.1
+
+
+def test_gdpp_ring_scores_its_shared_point_as_two_modes_as_the_authors_code_does():
+    """ring8.endpoint: means 0 and 7 coincide up to rounding (sin 2π = −2.4e-16). GDPP's evaluation
+    (gdppgan_Synthetic.py, argmin of per-mean squared distances) sends a sample to mean 0 or 7 by the
+    side of the axis it lies on, so samples around the shared point cover both: a sampler of the data
+    covers 8 of 8. With cdist's matrix-product shortcut every such sample went to mean 0 (7 of 8)."""
+    from bench.datasets import DATASETS
+    ring = DATASETS.create("ring8", endpoint=True)
+    g = torch.Generator().manual_seed(0)
+    around = ring.means[0] + ring.std * torch.randn(2500, 2, generator=g)
+    idx, _ = metrics.nearest_modes(around, ring.means)
+    below = around[:, 1] < 0  # mean 7's y is −2.4e-16: it takes the samples below (but for ties at rounding level)
+    assert set(idx.tolist()) == {0, 7} and (idx[below] == 7).float().mean() > 0.99 and (idx[~below] == 0).all()
+    assert metrics.mode_metrics(ring.sample(2500, g), ring.means, ring.std)["modes_covered"] == 8
