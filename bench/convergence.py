@@ -34,6 +34,11 @@ RULE = (f"least-squares drift over the last {WINDOW:.0%} of training within max(
         f"{RELATIVE:.0%} of the level), every tracked metric, at least {MIN_POINTS} evaluations")
 
 
+def window_start(last_step) -> float:
+    """The first step of the window (the last third) of a history ending at ``last_step``."""
+    return last_step * (1 - WINDOW) * (1 - 1e-9)  # 30,000 × ⅔ is 20,000.000000000004 in floats
+
+
 def metric_trend(steps, values) -> dict:
     """Drift, noise and level of one metric over the window (already cut), and its verdict."""
     x, y = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
@@ -60,7 +65,7 @@ def verdict(history: list[dict], tracked, status: str = "ok") -> dict:
     if not points:
         return {"converged": None, "why": "no evaluations", "rule": RULE, "metrics": {}}
     last = max(h["step"] for h in points)
-    start = last * (1 - WINDOW) * (1 - 1e-9)  # 30,000 × ⅔ is 20,000.000000000004 in floats
+    start = window_start(last)
     window = [h for h in points if h["step"] >= start]
     per_metric = {}
     for name in tracked:

@@ -130,64 +130,66 @@ def aligned(history: pd.DataFrame, metric: str) -> pd.DataFrame:
     return wide
 
 
-def cell_trends(history: pd.DataFrame, tracked: dict) -> dict[tuple[str, str], str]:
+def late_frames(history: pd.DataFrame) -> dict[str, dict[str, pd.DataFrame]]:
+    """Per table, each metric as (evaluation of the last third of training) × (variant, seed)
+    (:func:`aligned`); only tables whose step-budget runs share one grid of evaluations and hold at
+    least convergence.MIN_POINTS of them in their last third (wall-clock runs share no steps)."""
+    out = {}
+    if history.empty or "step" not in history:
+        return out
+    metrics = [k for k in METRICS if k in history]
+    for dataset, g in history.groupby("dataset", sort=False):
+        per_run = [set(r["step"]) for _, r in g.groupby(["variant", "seed"])]
+        longest = max(per_run, key=max)
+        if any(not steps <= longest for steps in per_run):  # steps that are not one grid: wall-clock runs
+            continue
+        last = max(longest)
+        steps = sorted(x for x in longest if x >= convergence.window_start(last))
+        if last > 0 and len(steps) >= convergence.MIN_POINTS:
+            out[dataset] = {k: aligned(g, k).loc[steps] for k in metrics}
+    return out
+
+
+def cell_trends(history: pd.DataFrame, tracked: dict, late: dict | None = None) -> dict[tuple[str, str], str]:
     """Per (table, variant): what the seed mean still moved over the last third of training, by the
     convergence rule applied to the mean over seeds at each evaluation (a step counts where every
     finished seed has the metric; a seed stopped early holds its last value): e.g. "MMD² −12%" (the
     drift as a share of the level; in absolute terms when the level is within noise of 0), "none",
     or "–" when it cannot be judged (wall-clock budgets: seeds share no steps). The per-seed
     verdicts (converged n/N) ask whether each run settled; this asks whether the cell's average,
-    which the comparisons read, did."""
+    which the comparisons read, did. ``late``: :func:`late_frames` of ``history``, if made already."""
     out = {}
     if history.empty or "step" not in history:
         return out
-    for dataset, table_history in history.groupby("dataset", sort=False):
-        shared = _shared_steps(table_history)
-        for variant, g in table_history.groupby("variant", sort=False):
-            if not shared:
-                out[dataset, variant] = "–"
+    late = late_frames(history) if late is None else late
+    for dataset, variant in history[["dataset", "variant"]].drop_duplicates().itertuples(index=False):
+        frames = late.get(dataset)
+        if frames is None:
+            out[dataset, variant] = "–"
+            continue
+        means = {k: frames[k][variant].mean(axis=1, skipna=False) for k in tracked.get(dataset, ())
+                 if k in frames and frames[k][variant].notna().any().any()}
+        mean_history = [{"step": step, **{k: None if pd.isna(m[step]) else float(m[step]) for k, m in means.items()}}
+                        for step in frames[next(iter(frames))].index]
+        v = convergence.verdict(mean_history, list(means))
+        if v["converged"] is None:
+            out[dataset, variant] = "–"
+            continue
+        moving = []
+        for k, m in v["metrics"].items():
+            if m["converged"]:
                 continue
-            names = [k for k in tracked.get(dataset, ()) if k in g and g[k].notna().any()]
-            mean_history = [{"step": step} for step in shared]
-            for k in names:
-                means = aligned(g, k).loc[shared].mean(axis=1, skipna=False)
-                for row, v in zip(mean_history, means):
-                    row[k] = None if pd.isna(v) else float(v)
-            v = convergence.verdict(mean_history, names)
-            if v["converged"] is None:
-                out[dataset, variant] = "–"
-                continue
-            moving = []
-            for k, m in v["metrics"].items():
-                if m["converged"]:
-                    continue
-                if "drift" not in m:
-                    moving.append(f"{METRICS[k][0]} missing")
-                elif m["level"] > NOISE_LEVELS * m["noise"]:
-                    moving.append(f"{METRICS[k][0]} {m['drift'] / m['level']:+.0%}".replace("-", "−"))
-                else:  # a level within noise of 0 (MMD² near 0 can be negative): a share would mislead
-                    moving.append(f"{METRICS[k][0]} {m['drift']:+.2g}".replace("-", "−"))
-            out[dataset, variant] = ", ".join(moving) or "none"
+            if "drift" not in m:
+                moving.append(f"{METRICS[k][0]} missing")
+            elif m["level"] > NOISE_LEVELS * m["noise"]:
+                moving.append(f"{METRICS[k][0]} {m['drift'] / m['level']:+.0%}".replace("-", "−"))
+            else:  # a level within noise of 0 (MMD² near 0 can be negative): a share would mislead
+                moving.append(f"{METRICS[k][0]} {m['drift']:+.2g}".replace("-", "−"))
+        out[dataset, variant] = ", ".join(moving) or "none"
     return out
 
 
 NOISE_LEVELS = 2  # a level within this many residual stds of 0 is shown as an absolute drift
-
-
-def _shared_steps(history: pd.DataFrame) -> list[int]:
-    """The evaluation steps of a table's step-budget runs (the union; runs stopped early are carried
-    forward), or [] when the runs evaluated at different steps (wall-clock budgets) or at too few of
-    them in the last third for a trend (convergence.MIN_POINTS)."""
-    per_run = [set(g["step"]) for _, g in history.groupby(["variant", "seed"])]
-    if not per_run:
-        return []
-    longest = max(per_run, key=max)
-    if any(not steps <= longest for steps in per_run):  # steps that are not one grid: wall-clock runs
-        return []
-    steps = sorted(longest)
-    start = steps[-1] * (1 - convergence.WINDOW) * (1 - 1e-9)  # as the convergence window
-    window = [int(x) for x in steps if x >= start]
-    return steps if steps[-1] > 0 and len(window) >= convergence.MIN_POINTS else []
 
 
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -230,31 +232,27 @@ def _outcome(significant, a_better) -> int:
     return 0 if not significant else (1 if a_better > 0.5 else -1)
 
 
-def late_snapshots(history: pd.DataFrame, runs: pd.DataFrame) -> dict[str, list[tuple[int, pd.DataFrame]]]:
+def late_snapshots(history: pd.DataFrame, runs: pd.DataFrame,
+                   late: dict | None = None) -> dict[str, list[tuple[int, pd.DataFrame]]]:
     """Per table, its runs as they stood at each evaluation of the last third of training: (step,
     the runs table with each finished run's metrics at that step) pairs, in step order. Diverged and
     failed runs stay in as they are, so the tests pair seeds exactly as the final table's do; a run
     stopped early holds its last evaluation. Tables whose runs share no step grid (wall-clock budgets)
-    or hold fewer than convergence.MIN_POINTS evaluations in their last third get none."""
+    or hold fewer than convergence.MIN_POINTS evaluations in their last third get none.
+    ``late``: :func:`late_frames` of ``history``, if made already."""
+    late = late_frames(history) if late is None else late
     out = {}
-    if history.empty or "step" not in history:
-        return out
-    metrics = [k for k in METRICS if k in history and k in runs]
-    for dataset, g in history.groupby("dataset", sort=False):
-        steps = _shared_steps(g)
-        if not steps:
-            continue
-        start = steps[-1] * (1 - convergence.WINDOW) * (1 - 1e-9)
-        at = {k: aligned(g, k) for k in metrics}
+    for dataset, frames in late.items():
         base = runs[runs["dataset"] == dataset].assign(converged=None)
         finished = base["status"] == "ok"
-        keys = list(zip(base["variant"], base["seed"]))
+        keys = [key for key, ok in zip(zip(base["variant"], base["seed"]), finished) if ok]
         snapshots = []
-        for step in (x for x in steps if x >= start):
+        for step in frames[next(iter(frames))].index:
             snap = base.copy()
-            for k, table in at.items():
-                row = table.loc[step]
-                snap.loc[finished, k] = [row.get(key, math.nan) for key, ok in zip(keys, finished) if ok]
+            for k, table in frames.items():
+                if k in runs:
+                    row = table.loc[step]
+                    snap.loc[finished, k] = [row.get(key, math.nan) for key in keys]
             snapshots.append((int(step), snap))
         out[dataset] = snapshots
     return out
@@ -280,9 +278,10 @@ def with_stability(comparison: pd.DataFrame, snapshots: dict) -> pd.DataFrame:
         return comparison
     late = pd.concat(late, ignore_index=True)
     late["outcome"] = [_outcome(s, w) for s, w in zip(late["significant"], late["p_a_beats_b"])]
+    by_test = dict(list(late.groupby(key, sort=False)))
     for i, row in comparison.iterrows():
-        mine = late[(late[key] == row[key]).all(axis=1)]
-        if mine.empty or row["verdict"].startswith("cannot be significant"):
+        mine = by_test.get(tuple(row[key]))
+        if mine is None or row["verdict"].startswith("cannot be significant"):
             continue
         final = _outcome(row["significant"], row["p_a_beats_b"])
         holds, of = int((mine["outcome"] == final).sum()), len(mine)
@@ -518,10 +517,11 @@ def build(out: Path, print_fn=print) -> Report:
     history = _history_frame(records, names)
     tracked = {dataset_label(r): DATASETS.get(r["spec"]["dataset"]).tracked for r in records
                if r["spec"]["dataset"] in DATASETS.names()}
-    trends = cell_trends(history, tracked)
+    late = late_frames(history)  # the last third's evaluations, for the mean trends and the stability
+    trends = cell_trends(history, tracked, late)
     summary = summary_table(runs)
     summary["moving"] = [trends.get((d, v)) for d, v in zip(summary["dataset"], summary["variant"])]
-    comparison = with_stability(comparison_table(runs), late_snapshots(history, runs))
+    comparison = with_stability(comparison_table(runs), late_snapshots(history, runs, late))
     ranking, wins = ranking_table(runs), wins_table(comparison)
     verdicts = verdict_tables(ranking, wins)
     tables = display_tables(summary, notes, comparison)

@@ -61,8 +61,8 @@ def check_setting(name: str, value):
     setting = RUN_SETTINGS[name]
     if value is None and (setting.optional or name == "steps"):
         return None
-    if name == "lr_schedule" and value == "constant":
-        return None  # the default, one identity: runs stored before schedules existed are constant
+    if setting.choices and setting.optional and value == setting.unset:
+        return None  # naming the default (lr_schedule=constant) is leaving it out: one identity, the stored runs
     if setting.kind is int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise BenchError(f"{name} must be a positive integer; got {value!r}")
