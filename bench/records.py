@@ -89,9 +89,13 @@ def reference_record(spec: dict, final: dict, eval_seconds: float, device: torch
             "environment": describe_environment(device)}
 
 
-def stamp_runtime(record: dict, executor: str, jobs: int, threads: int | None) -> dict:
-    """Where the run executed (the driver knows; the worker that made the record does not)."""
-    return {**record, "runtime": {"executor": executor, "jobs": jobs, "threads": threads, **record.get("runtime", {})}}
+def stamp_runtime(record: dict, executor: str, jobs: int, threads: int | None, revision: str) -> dict:
+    """Where the run executed (the driver knows; the worker that made the record does not), and the
+    git revision the driver read before the study wrote anything: a worker's own check would count
+    the study's records as modifications when its results folder is tracked (a rerun of a committed
+    study) and say ``+dirty`` of code that was clean."""
+    return {**record, "environment": {**record.get("environment", {}), "git_revision": revision},
+            "runtime": {"executor": executor, "jobs": jobs, "threads": threads, **record.get("runtime", {})}}
 
 
 def dataset_label(record: dict) -> str:

@@ -398,6 +398,7 @@ def prepare(plan_: Plan) -> None:
 def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) -> Outcome:
     """Run what the plan holds and is not finished yet, store each record as it arrives."""
     out = plan_.out
+    revision = environment.git_revision()  # before anything is written (stamp_runtime says why)
     existing = {r["run_id"]: r for r in store.load_records(out)} if (out / "runs").exists() else {}
     rerun = {s.run_id for s in plan_.specs} if force else set()  # their stored samples are replaced
     store.check_samples([r for rid, r in existing.items() if rid not in rerun])  # the report reads them all
@@ -445,7 +446,7 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
         bar = tqdm(total=len(todo), unit="run", desc="study", disable=not progress or None, dynamic_ncols=True,
                    position=0)
         for spec, record, samples in executor.map(claimed()):
-            record = records.stamp_runtime(record, plan_.executor, plan_.jobs, spec.threads)
+            record = records.stamp_runtime(record, plan_.executor, plan_.jobs, spec.threads, revision)
             try:
                 store.write_run(store.run_dir(out, spec), samples, record)
             except OSError as err:

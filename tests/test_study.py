@@ -208,6 +208,17 @@ def test_a_diverged_and_a_failed_run_are_recorded_and_the_study_finishes(tmp_pat
     assert "4 of 6 runs already finished" in capsys.readouterr().out
 
 
+def test_every_record_carries_the_revision_read_before_the_study_wrote_anything(tmp_path, monkeypatch):
+    """A rerun of a committed study rewrites tracked files, so a check made after the first record
+    is written says +dirty: each call here answers differently, and only the first may be stored."""
+    calls = iter(range(100))
+    monkeypatch.setattr(study.environment, "git_revision", lambda: f"rev{next(calls)}")
+    out = tmp_path / "res"
+    assert main(["run", "--methods", "gan,nsgan", "--datasets", "ring8", "--seeds", "0-1", "--out", str(out), *TINY]) == 0
+    stored = {json.loads(p.read_text())["environment"]["git_revision"] for p in out.glob("runs/*/*/*/record.json")}
+    assert stored == {"rev0"}
+
+
 # ------------------------------------------------------------------------ faults, concurrency
 def test_killed_study_resumes_with_only_the_missing_runs_and_equal_tables(tmp_path):
     args = ["run", "--methods", "gmn,gan,nsgan", "--datasets", "ring8", "--seeds", "0-3", "--threads", "1",
