@@ -96,9 +96,10 @@ def check_dataset_options(name: str, dataset: str, given: dict) -> None:
                          f"(--profile quick or paper) to change them")
 
 
-def comparability(spec: dict) -> tuple[bool, str]:
+def comparability(spec: dict, read=()) -> tuple[bool, str]:
     """Whether a stored run (its ``spec`` as the record holds it) follows its preset's protocol
-    closely enough to be set beside the published numbers, and if not, why."""
+    closely enough to be set beside the published numbers, and if not, why. ``read``: method options
+    a published row names as its reading of settings the paper does not give (not departures)."""
     name = spec.get("profile")
     if not name or not is_preset(name):
         return False, f"not run with a preset (profile {name!r})"
@@ -117,7 +118,7 @@ def comparability(spec: dict) -> tuple[bool, str]:
                        + (" (reduced budget)" if steps < published else ""))
     if overrides:
         reasons.append("settings changed: " + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())))
-    changed = sorted(k for k in dict(spec.get("method_overrides") or {}) if k not in preset.compared)
+    changed = sorted(k for k in dict(spec.get("method_overrides") or {}) if k not in preset.compared and k not in read)
     if changed:
         reasons.append("method options changed: " + ", ".join(changed))
     if spec.get("hparams", "shared") != "shared":

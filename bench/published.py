@@ -10,7 +10,8 @@ Each ``[[result]]`` of the data file is one method of one table of one paper on 
     dataset = "grid25"                   # bench's name: ring8, grid25, stacked-mnist, mnist
     label = "PacGAN2"                    # the paper's name of the method
     method = "nsgan"                     # the bench variant it is; omitted: bench has none (ALI, VEEGAN)
-    options = {pack = 2}                 # its options (those left out are at their defaults)
+    options = {pack = 2}                 # its options (those left out are at their defaults), and optimiser
+                                         # keys (lr, betas, ...) where the row reads settings the paper omits
     trials = 10                          # runs the published numbers summarise
     spread = "se"                        # what ± is: std (over trials), se (standard error) or none
     metrics = {modes_covered = [23.8, 0.7], high_quality_pct = [91.3, 0.8], kl_modes = [0.13, 0.04]}
@@ -29,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from bench import files, presets, stats
+from bench import files, presets, settings, stats
 from bench.errors import BenchError
 from bench.metrics import METRICS
 from methods import METHODS
@@ -126,9 +127,10 @@ def check_row(row, where: str) -> Published:
     method = row.get("method")
     if method is None and options:
         bad("options without a method")
-    if method is not None:
+    if method is not None:  # the method's options and, where a paper's settings are read, its optimiser keys
+        own, keys = settings.split_run_keys(options)
         try:
-            options = METHODS.validate(method, options)
+            options = {**METHODS.validate(method, own), **settings.parse_run_keys(method, keys)}
         except BenchError as err:
             bad(str(err))
     metrics = row["metrics"]
@@ -151,16 +153,21 @@ def check_row(row, where: str) -> Published:
                      metrics=values, note=row.get("note", ""))
 
 
+def _plain(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value  # a stored [0.5, 0.9] is (0.5, 0.9)
+
+
 def matches(row: Published, spec: dict) -> bool:
     """Whether a stored run (its spec) is a run of the row's variant: the same method, every option
-    the row names at the row's value, and no option changed from its default that the row does not
-    name (gan[d_steps=2] is not the paper's GAN)."""
+    (or optimiser key, such as ``lr``) the row names at the row's value, and no option changed from
+    its default that the row does not name (gan[d_steps=2] is not the paper's GAN)."""
     if row.method is None or spec["method"] != row.method:
         return False
     neutral = getattr(METHODS.get(row.method), "neutral_options", {}) or {}  # pack=1 is left out of specs
-    options = {**neutral, **(spec.get("method_options") or {})}
-    return (all(options.get(k) == v for k, v in row.options.items())
-            and set(spec.get("method_overrides") or {}) <= set(row.options))
+    overrides = spec.get("method_overrides") or {}
+    options = {**neutral, **(spec.get("method_options") or {}), **overrides}
+    return (all(_plain(options.get(k)) == _plain(v) for k, v in row.options.items())
+            and set(overrides) <= set(row.options))
 
 
 def _finite(x) -> float | None:
@@ -238,6 +245,9 @@ def beside_ours(runs, records: dict, rows: list[Published] | None = None):
         protocol = {vid: (v["comparable"], v["note"]) for vid, v in verdicts(records, variants).items()}
         for row in mine:
             matched = [vid for vid, spec in variants.items() if matches(row, spec)]
+            # a row that names settings reads the paper's run that way: those are its protocol, not departures
+            judged = {vid: presets.comparability(variants[vid], row.options) if row.options else protocol[vid]
+                      for vid in matched}
             for metric, (value, plus_minus) in row.metrics.items():
                 base = {"dataset": heading, "paper": row.paper, "table": row.table, "label": row.label,
                         "method": row.method or "", "options": ",".join(f"{k}={v}" for k, v in row.options.items()),
@@ -256,7 +266,7 @@ def beside_ours(runs, records: dict, rows: list[Published] | None = None):
                 for vid in matched:
                     finished = g[(g["variant_id"] == vid) & (g["status"] == "ok")]
                     mean, se, n = stats.mean_se(finished[metric].tolist())
-                    comparable, why = protocol[vid]
+                    comparable, why = judged[vid]
                     if not comparable:  # the numbers still say how far a departure from the protocol lands
                         text = f"not comparable: {why}" + (
                             f"; as measured, {verdict(value, row.se(metric), mean, se, n)}" if n else "")

@@ -82,6 +82,7 @@ def test_std_becomes_a_standard_error_and_se_and_none_are_kept(tmp_path):
     (('dataset = "grid25"', 'dataset = "grid-25"'), "dataset 'grid-25' is not one of"),
     (('method = "nsgan"', 'method = "wgan"'), "unknown method 'wgan'"),
     (('method = "nsgan"', 'method = "nsgan"\noptions = {packing = 2}'), "has no option packing"),
+    (('method = "nsgan"', 'method = "nsgan"\noptions = {lr = -1.0}'), "nsgan option lr takes a real number > 0"),
     (('method = "nsgan"', 'methd = "nsgan"'), "unknown key methd"),
     (('method = "nsgan"', 'options = {pack = 2}'), "options without a method"),
     (("metrics = {", "metrics = 3 #"), "metrics must be a non-empty table"),
@@ -119,6 +120,27 @@ def test_a_variant_matches_a_row_by_method_and_options_and_nothing_else_changed(
     assert not published.matches(gan, spec(d_steps=2))
     assert not published.matches(gan, spec("gan"))             # minimax is not the paper's non-saturating GAN
     assert not published.matches(pac2, spec(d_steps=2, pack=2))
+
+
+def test_a_row_can_read_unpublished_settings_as_optimiser_keys_and_they_are_its_protocol(tmp_path):
+    """GDPP's WGAN-GP row, read as WGAN-GP's own recipe: it matches the run with exactly those
+    settings (lr and betas included), and those settings are not departures from the preset."""
+    from bench import presets
+    from bench import spec as specs
+    plain, recipe = published.load(write_rows(tmp_path, (ROW + ROW.replace('"GAN"', '"WGAN-GP, recipe"').replace(
+        'method = "nsgan"', 'method = "wgan-gp"\noptions = {d_steps = 5, lr = 1e-4, betas = [0.5, 0.9]}')
+    ).replace('"nsgan"', '"wgan-gp"').replace("pacgan-toy", "gdpp-toy")))
+
+    def spec(**options):
+        return specs.resolve("wgan-gp", "grid25", 0, profile="gdpp-toy", method_options=options).to_dict()
+    read_so = spec(d_steps=5, lr=1e-4, betas=(0.5, 0.9))
+    assert published.matches(recipe, read_so) and not published.matches(plain, read_so)
+    assert published.matches(plain, spec()) and not published.matches(recipe, spec())
+    assert not published.matches(recipe, spec(d_steps=5, lr=1e-4))                      # betas at the preset's
+    assert not published.matches(recipe, spec(d_steps=5, lr=1e-4, betas=(0.5, 0.99)))
+    assert not published.matches(recipe, spec(d_steps=5, lr=1e-4, betas=(0.5, 0.9), gp_weight=1.0))
+    assert presets.comparability(read_so) == (False, "method options changed: betas, d_steps, lr")
+    assert presets.comparability(read_so, recipe.options) == (True, "follows the paper's protocol")
 
 
 # ---------------------------------------------------------------------------------- verdicts
