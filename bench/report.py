@@ -37,6 +37,13 @@ def _order(record: dict) -> tuple:
             rank(METHODS.names(), s["method"]), record["variant"], s["seed"])
 
 
+def _shown(settings: dict) -> dict:
+    """Run settings as a name shows them: an unset optional one by its word (lr_schedule=constant); a
+    setting that is None for want of a value (steps under a wall-clock budget, which says it) left out."""
+    words = {k: RUN_SETTINGS[k].unset if k in RUN_SETTINGS else "" for k in settings}
+    return {k: (v if v is not None else words[k]) for k, v in settings.items() if v is not None or words[k]}
+
+
 def _row_names(records: list[dict]) -> tuple[dict, dict]:
     """Row names per variant and a heading note per dataset table: run settings that differ from
     the profile's and vary between the table's variants join the name (gan[lr=0.0002]); those
@@ -56,11 +63,10 @@ def _row_names(records: list[dict]) -> tuple[dict, dict]:
         smoke = (some.get("profile") == "quick" and not {"steps", "budget_seconds"} & set(common)
                  and not any({"steps", "budget_seconds"} & set(o) for o in overrides.values()))
         notes[table] = ", ".join(p for p in ("the quick profile: a smoke-test budget" if smoke else "",
-                                             f"hparams={policy}", spec_lib.describe_overrides(common)) if p)
+                                             f"hparams={policy}", spec_lib.describe_overrides(_shown(common))) if p)
         for vid, r in variants.items():
             name = r["variant"]
-            extra = {k: overrides.get(vid, {}).get(k, setting(r["spec"], k)) for k in varying}
-            extra = {k: (RUN_SETTINGS[k].unset or v) if v is None and k in RUN_SETTINGS else v for k, v in extra.items()}
+            extra = _shown({k: overrides.get(vid, {}).get(k, setting(r["spec"], k)) for k in varying})
             if extra and not r["spec"].get("label"):
                 inner = name[len(r["spec"]["method"]) + 1:-1] if name.endswith("]") else ""
                 both = ",".join(p for p in (inner, spec_lib.describe_overrides(extra)) if p)

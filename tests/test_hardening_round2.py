@@ -334,3 +334,20 @@ def test_a_run_folder_is_made_when_the_run_starts_not_at_planning(tmp_path, monk
     monkeypatch.setattr(store, "write_run", counting)
     outcome = studies.execute(plan, progress=False, log=lambda *a: None)
     assert outcome.ran == 4 and folders_at_write == [1, 2, 3, 4]
+
+
+def test_a_wall_clock_table_names_its_budget_without_a_steps_none():
+    """Runs on a budget of seconds have no step count: the heading says the budget, not steps=None;
+    rows that differ in budget name it, a step run's by its unset word."""
+    from bench import report
+    from bench.spec import resolve
+
+    def record(method, **run):
+        spec = resolve(method, "ring8", 0, device="cpu", **run)
+        return {"variant_id": spec.variant_id, "variant": spec.variant, "status": "ok", "spec": spec.to_dict()}
+    timed = [record("gan", budget_seconds=5.0), record("gmn", budget_seconds=5.0)]
+    names, notes = report._row_names(timed)
+    assert notes["ring8 · quick"] == "hparams=shared, budget_seconds=5" and set(names.values()) == {"gan", "gmn"}
+    names, notes = report._row_names([timed[0], record("gan", budget_seconds=9.0), record("gan", steps=100)])
+    assert "None" not in notes["ring8 · quick"] and "None" not in "".join(names.values())
+    assert set(names.values()) == {"gan[budget_seconds=5]", "gan[budget_seconds=9]", "gan[budget_seconds=none,steps=100]"}
