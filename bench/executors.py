@@ -9,14 +9,18 @@ comes back as a record with status ``error``; the other runs go on (Hydra's laun
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
 import os
+import signal
 import socket
 import threading
 import time
 import traceback
 import warnings
 from collections.abc import Iterable, Iterator
+
+from tqdm import tqdm
 
 from bench import records
 from bench.errors import BenchError
@@ -149,6 +153,9 @@ def _start_worker(parent: int, stop) -> None:
     started it is gone (a parent killed with SIGKILL or SIGTERM cannot tell its workers) or asks its
     workers to stop (Ctrl-C: the run in flight is abandoned, not finished and thrown away)."""
     warnings.filterwarnings("ignore")
+    # tqdm's default lock is a named semaphore that a worker ended by os._exit never unlinks (the
+    # "leaked semaphore" warning after Ctrl-C); a worker's bars are its own, so a thread lock does
+    tqdm.set_lock(threading.RLock())
 
     def watch():
         while os.getppid() == parent and not stop.is_set():
@@ -160,6 +167,22 @@ def _start_worker(parent: int, stop) -> None:
 WATCH_SECONDS = 0.5  # how often a worker looks for its parent
 
 
+@contextlib.contextmanager
+def ctrl_c_ignored_by_new_processes():
+    """Processes started inside inherit SIGINT ignored (an ignored signal survives exec): a terminal's
+    Ctrl-C, sent to the whole process group, then reaches only the study, which stops its workers,
+    and never a worker still importing (which would print a traceback). A Ctrl-C in this window of a
+    few milliseconds is lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Processes:
     """N local worker processes (spawned: a fresh interpreter, no forked torch thread pools)."""
     name = "processes"
@@ -167,7 +190,8 @@ class Processes:
     def __init__(self, jobs: int, batch_seeds: int = 1):
         self.jobs, self.batch_seeds = jobs, batch_seeds
         self.context = multiprocessing.get_context("spawn")
-        self.stop = self.context.Event()  # set: every worker ends at once
+        with ctrl_c_ignored_by_new_processes():  # the first semaphore starts the resource tracker
+            self.stop = self.context.Event()  # set: every worker ends at once
 
     def _pool(self, workers):
         return cf.ProcessPoolExecutor(workers, mp_context=self.context, initializer=_start_worker,
@@ -182,7 +206,8 @@ class Processes:
             def submit_next() -> None:
                 for group in groups:
                     try:
-                        futures[pool.submit(run_group, [s.to_dict() for s in group])] = group
+                        with ctrl_c_ignored_by_new_processes():  # a submit may start a worker
+                            futures[pool.submit(run_group, [s.to_dict() for s in group])] = group
                         return
                     except cf.process.BrokenProcessPool:  # a worker died: the rest is retried alone below
                         broken.extend(group)
@@ -210,7 +235,9 @@ class Processes:
         for spec in broken:
             with self._pool(1) as pool:
                 try:
-                    yield (spec, *pool.submit(run_one, spec.to_dict()).result())
+                    with ctrl_c_ignored_by_new_processes():
+                        future = pool.submit(run_one, spec.to_dict())
+                    yield (spec, *future.result())
                 except cf.process.BrokenProcessPool:
                     yield spec, error_record(spec, "its worker process died (killed, or out of memory)"), None
 
