@@ -39,13 +39,16 @@ def device_name(device: torch.device) -> str:
 @functools.cache
 def git_revision() -> str:
     """HEAD of the checkout the package comes from, else of the folder it is run from (an
-    installed package lives outside the checkout); '+dirty' when tracked files are modified."""
+    installed package lives outside the checkout); '+dirty' when tracked files outside ``results/``
+    are modified (results are what runs wrote, not what produced them: a rerun of a committed study
+    rewrites them)."""
     for folder in dict.fromkeys([PROJECT_ROOT, Path.cwd()]):
         try:
             rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
                                  text=True, timeout=10).stdout.strip()
             if rev:
-                dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
+                dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                        ":(top)", ":(top,exclude)results"], cwd=folder,
                                        capture_output=True, text=True, timeout=10).stdout.strip()
                 return rev + ("+dirty" if dirty else "")
         except (OSError, subprocess.SubprocessError):

@@ -50,6 +50,30 @@ def test_divergence_is_caught_at_the_step_it_happens_not_at_the_next_evaluation(
     assert [h["step"] for h in record["history"]] == [0, 6]
 
 
+def test_the_revision_is_dirty_for_modified_code_but_not_for_rewritten_results(tmp_path, monkeypatch):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+    (tmp_path / "results" / "toy").mkdir(parents=True)
+    (tmp_path / "results" / "toy" / "record.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    monkeypatch.setattr(environment, "PROJECT_ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path / "results")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+
+    def revision():
+        environment.git_revision.cache_clear()
+        return environment.git_revision()
+    (tmp_path / "results" / "toy" / "record.json").write_text('{"rerun": true}')
+    assert revision() == head                       # a rerun study rewrote its committed records
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert revision() == head + "+dirty"            # the code that trains is not the commit's
+    environment.git_revision.cache_clear()
+
+
 def test_record_says_what_produced_it():
     record, samples = run("gmn")
     assert record["spec"]["method"] == "gmn" and record["spec"]["steps"] == 12
