@@ -39,18 +39,20 @@ def device_name(device: torch.device) -> str:
 @functools.cache
 def git_revision() -> str:
     """HEAD of the checkout the package comes from, else of the folder it is run from (an
-    installed package lives outside the checkout); '+dirty' when tracked files outside ``results/``
-    are modified (results are what runs wrote, not what produced them: a rerun of a committed study
-    rewrites them)."""
+    installed package lives outside the checkout); '+dirty' when tracked files outside the top-level
+    ``results/`` are modified (results are what runs wrote, not what produced them: a rerun of a
+    committed study rewrites them; a study written elsewhere in the checkout still counts)."""
     for folder in dict.fromkeys([PROJECT_ROOT, Path.cwd()]):
         try:
             rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
                                  text=True, timeout=10).stdout.strip()
             if rev:
-                dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
-                                        ":(top)", ":(top,exclude)results"], cwd=folder,
-                                       capture_output=True, text=True, timeout=10).stdout.strip()
-                return rev + ("+dirty" if dirty else "")
+                status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                         ":(top)", ":(top,exclude)results"], cwd=folder,
+                                        capture_output=True, text=True, timeout=10)
+                if status.returncode:
+                    return rev + "+unknown"  # whether the checkout was modified could not be read
+                return rev + ("+dirty" if status.stdout.strip() else "")
         except (OSError, subprocess.SubprocessError):
             continue
     return "unknown"

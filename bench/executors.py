@@ -172,7 +172,8 @@ def ctrl_c_ignored_by_new_processes():
     """Processes started inside inherit SIGINT ignored (an ignored signal survives exec): a terminal's
     Ctrl-C, sent to the whole process group, then reaches only the study, which stops its workers,
     and never a worker still importing (which would print a traceback). A Ctrl-C in this window of a
-    few milliseconds is lost."""
+    few milliseconds is lost. Only the main thread may change a handler: elsewhere this does nothing
+    (ProcessPoolExecutor starts its workers in submit, called here from the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -180,7 +181,8 @@ def ctrl_c_ignored_by_new_processes():
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if previous is not None:  # None: a handler installed outside Python, which cannot be restored from here
+            signal.signal(signal.SIGINT, previous)
 
 
 class Processes:
@@ -190,8 +192,7 @@ class Processes:
     def __init__(self, jobs: int, batch_seeds: int = 1):
         self.jobs, self.batch_seeds = jobs, batch_seeds
         self.context = multiprocessing.get_context("spawn")
-        with ctrl_c_ignored_by_new_processes():  # the first semaphore starts the resource tracker
-            self.stop = self.context.Event()  # set: every worker ends at once
+        self.stop = self.context.Event()  # set: every worker ends at once
 
     def _pool(self, workers):
         return cf.ProcessPoolExecutor(workers, mp_context=self.context, initializer=_start_worker,

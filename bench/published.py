@@ -12,6 +12,8 @@ Each ``[[result]]`` of the data file is one method of one table of one paper on 
     method = "nsgan"                     # the bench variant it is; omitted: bench has none (ALI, VEEGAN)
     options = {pack = 2}                 # its options (those left out are at their defaults), and optimiser
                                          # keys (lr, betas, ...) where the row reads settings the paper omits
+    reading = "..."                      # optional: whose settings the options are, where the paper gives
+                                         # none; they are then the row's protocol, not departures from it
     trials = 10                          # runs the published numbers summarise
     spread = "se"                        # what ± is: std (over trials), se (standard error) or none
     metrics = {modes_covered = [23.8, 0.7], high_quality_pct = [91.3, 0.8], kl_modes = [0.13, 0.04]}
@@ -33,6 +35,7 @@ from scipy import stats as scipy_stats
 from bench import files, presets, settings, stats
 from bench.errors import BenchError
 from bench.metrics import METRICS
+from bench.spec import describe_overrides
 from methods import METHODS
 
 PATH = Path(__file__).with_name("published.toml")  # package data (pyproject.toml ships it)
@@ -41,7 +44,8 @@ PUBLISHED_DATASETS = ("ring8", "grid25", "stacked-mnist", "mnist")  # the datase
 PAPER_ONLY = {  # metrics of the papers that bench does not compute: name -> what it is
     "parzen_log_likelihood": "Parzen-window log-likelihood of the test set (nats)",
 }
-KEYS = ("paper", "table", "preset", "dataset", "label", "method", "options", "trials", "spread", "metrics", "note")
+KEYS = ("paper", "table", "preset", "dataset", "label", "method", "options", "reading", "trials", "spread", "metrics",
+        "note")
 REQUIRED = ("paper", "table", "dataset", "label", "trials", "spread", "metrics")
 Z = 2  # a difference within Z combined standard errors agrees
 MIN_SEEDS_NO_SPREAD = 5  # a row without ± is judged by our 95 % interval, over at least this many seeds
@@ -67,6 +71,7 @@ class Published:
     spread: str
     metrics: dict          # name -> (value, the paper's ± or None)
     note: str = ""
+    reading: str = ""      # whose settings the options are, where the paper gives none: then they are its protocol
 
     @property
     def name(self) -> str:
@@ -111,7 +116,7 @@ def check_row(row, where: str) -> Published:
     missing = [k for k in REQUIRED if k not in row]
     if missing:
         bad(f"missing {', '.join(missing)} (every row needs {', '.join(REQUIRED)})")
-    for key in ("paper", "table", "label", "preset", "method", "note"):
+    for key in ("paper", "table", "label", "preset", "method", "note", "reading"):
         if key in row and not (isinstance(row[key], str) and row[key].strip()):
             bad(f"{key} must be a non-empty string; got {row[key]!r}")
     if row["dataset"] not in PUBLISHED_DATASETS:
@@ -127,6 +132,8 @@ def check_row(row, where: str) -> Published:
     method = row.get("method")
     if method is None and options:
         bad("options without a method")
+    if "reading" in row and not options:
+        bad("reading says whose settings the options are; this row has no options")
     if method is not None:  # the method's options and, where a paper's settings are read, its optimiser keys
         own, keys = settings.split_run_keys(options)
         try:
@@ -150,11 +157,31 @@ def check_row(row, where: str) -> Published:
         values[name] = (float(pair[0]), None if pair[1] is None else float(pair[1]))
     return Published(paper=row["paper"], table=row["table"], preset=row.get("preset"), dataset=row["dataset"],
                      label=row["label"], method=method, options=dict(options), trials=trials, spread=row["spread"],
-                     metrics=values, note=row.get("note", ""))
+                     metrics=values, note=row.get("note", ""), reading=row.get("reading", ""))
 
 
-def _plain(value):
+def _as_tuple(value):
     return tuple(value) if isinstance(value, (list, tuple)) else value  # a stored [0.5, 0.9] is (0.5, 0.9)
+
+
+def _used(spec: dict, key: str):
+    """The value a stored run used for a row's option or optimiser key (None where its networks differ):
+    read from what ran, so that --lr 1e-4 and --set NAME.lr=1e-4 (the same run) match alike."""
+    if key not in settings.RUN_KEYS:
+        neutral = getattr(METHODS.get(spec["method"]), "neutral_options", {}) or {}  # pack=1 is left out of specs
+        return {**neutral, **(spec.get("method_options") or {})}.get(key)
+    if key == "batch_size":
+        return spec.get("batch_size")
+    family, network = settings.key_family(key)
+    field = "name" if family == "optimizer" else family
+    values = {_as_tuple(o.get(field)) for net, o in (spec.get("optimizers") or {}).items() if network in (None, net)}
+    return values.pop() if len(values) == 1 else None
+
+
+def _covered(row: Published, spec: dict) -> set:
+    """The run's changed options that the row names (lr_g and lr_d count under the row's lr)."""
+    return {k for k in spec.get("method_overrides") or {}
+            if k in row.options or settings.key_family(k)[0] in row.options}
 
 
 def matches(row: Published, spec: dict) -> bool:
@@ -163,11 +190,23 @@ def matches(row: Published, spec: dict) -> bool:
     its default that the row does not name (gan[d_steps=2] is not the paper's GAN)."""
     if row.method is None or spec["method"] != row.method:
         return False
-    neutral = getattr(METHODS.get(row.method), "neutral_options", {}) or {}  # pack=1 is left out of specs
-    overrides = spec.get("method_overrides") or {}
-    options = {**neutral, **(spec.get("method_options") or {}), **overrides}
-    return (all(_plain(options.get(k)) == _plain(v) for k, v in row.options.items())
-            and set(overrides) <= set(row.options))
+    return (all(_as_tuple(_used(spec, k)) == _as_tuple(v) for k, v in row.options.items())
+            and _covered(row, spec) == set(spec.get("method_overrides") or {}))
+
+
+def run_protocol(spec: dict, rows: list[Published] | None = None) -> tuple[bool, str]:
+    """Whether a run (its spec, under a preset) follows the paper's protocol, as its report will say:
+    :func:`bench.presets.comparability`, unless a row with a ``reading`` matches it (:func:`protocol`)."""
+    stored = presets.comparability(spec)
+    reading = [r for r in (load() if rows is None else rows) if r.reading and r.preset == spec.get("profile")
+               and r.dataset == spec["dataset"] and matches(r, spec)]
+    return protocol(reading[0], spec, stored) if reading else stored
+
+
+def protocol(row: Published, spec: dict, stored: tuple[bool, str]) -> tuple[bool, str]:
+    """Whether a run matched to ``row`` followed the paper's protocol: its stored verdict, except that
+    a row with a ``reading`` takes its options as the protocol (settings the paper does not give)."""
+    return presets.comparability(spec, _covered(row, spec)) if row.reading else stored
 
 
 def _finite(x) -> float | None:
@@ -215,7 +254,8 @@ def verdict(published: float, se_published, ours: float, se_ours, seeds: int | N
 
 def verdicts(records: dict, variant_ids) -> dict:
     """Each variant's preset verdict as its record holds it (made from the run's spec when it was
-    recorded; a record without one, such as an early failed run, gets it from its spec here)."""
+    recorded; a record without one, such as an early failed run, gets it from its spec here). A row
+    with a ``reading`` judges its runs again (:func:`protocol`)."""
     out = {}
     for vid in variant_ids:
         stored = records[vid].get("preset")
@@ -242,15 +282,13 @@ def beside_ours(runs, records: dict, rows: list[Published] | None = None):
             continue
         variants = {vid: specs[vid] for vid in dict.fromkeys(g["variant_id"])}
         names = dict(zip(g["variant_id"], g["variant"]))
-        protocol = {vid: (v["comparable"], v["note"]) for vid, v in verdicts(records, variants).items()}
+        stored = {vid: (v["comparable"], v["note"]) for vid, v in verdicts(records, variants).items()}
         for row in mine:
             matched = [vid for vid, spec in variants.items() if matches(row, spec)]
-            # a row that names settings reads the paper's run that way: those are its protocol, not departures
-            judged = {vid: presets.comparability(variants[vid], row.options) if row.options else protocol[vid]
-                      for vid in matched}
+            judged = {vid: protocol(row, variants[vid], stored[vid]) for vid in matched}
             for metric, (value, plus_minus) in row.metrics.items():
                 base = {"dataset": heading, "paper": row.paper, "table": row.table, "label": row.label,
-                        "method": row.method or "", "options": ",".join(f"{k}={v}" for k, v in row.options.items()),
+                        "method": row.method or "", "options": describe_overrides(row.options),
                         "metric": metric, "published": value, "published_pm": plus_minus, "spread": row.spread,
                         "trials": row.trials, "published_se": row.se(metric), "note": row.note}
                 empty = {"variant": "", "ours": math.nan, "ours_se": math.nan, "seeds": 0, "comparable": None}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench import environment, files, harness, presets, records, report, store
+from bench import environment, files, harness, presets, published, records, report, store
 from bench import plugins as plugin_lib
 from bench import spec as specs
 from bench.datasets import DATASETS
@@ -411,8 +411,9 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
         raise
     finished = {rid for rid, r in existing.items() if r["status"] in records.FINISHED}
     if presets.is_preset(plan_.profile):  # say up front when a preset's rows will not be comparable
-        verdicts = [s.preset_verdict() for s in plan_.specs]
-        for note in dict.fromkeys(v["note"] for v in verdicts if not v["comparable"]):
+        rows = published.load()
+        verdicts = [published.run_protocol(s.to_dict(), rows) for s in plan_.specs]
+        for note in dict.fromkeys(note for comparable, note in verdicts if not comparable):
             log(f"{plan_.profile}: {note}: not comparable with the published numbers (the report says so per row)")
     todo = [s for s in plan_.specs if force or s.run_id not in finished]
     if sum(s.steps or 0 for s in todo) >= LONG_STUDY_STEPS:  # a study of hours is never a surprise

@@ -138,7 +138,7 @@ def _study_with_workers(out):
         if len(workers) == 2 and list(out.glob("runs/*/*/*/.lock")):
             return proc, _children(proc.pid)
         time.sleep(0.1)
-    proc.kill()
+    os.killpg(proc.pid, signal.SIGKILL)  # the study and any worker it started
     pytest.fail("the study's workers did not start")
 
 
@@ -351,18 +351,16 @@ def test_a_run_folder_is_made_when_the_run_starts_not_at_planning(tmp_path, monk
     assert outcome.ran == 4 and folders_at_write == [1, 2, 3, 4]
 
 
-def test_a_wall_clock_table_names_its_budget_without_a_steps_none():
+def test_a_wall_clock_table_names_its_budget_without_a_steps_none(tmp_path, capsys):
     """Runs on a budget of seconds have no step count: the heading says the budget, not steps=None;
     rows that differ in budget name it, a step run's by its unset word."""
-    from bench import report
-    from bench.spec import resolve
-
-    def record(method, **run):
-        spec = resolve(method, "ring8", 0, device="cpu", **run)
-        return {"variant_id": spec.variant_id, "variant": spec.variant, "status": "ok", "spec": spec.to_dict()}
-    timed = [record("gan", budget_seconds=5.0), record("gmn", budget_seconds=5.0)]
-    names, notes = report._row_names(timed)
-    assert notes["ring8 · quick"] == "hparams=shared, budget_seconds=5" and set(names.values()) == {"gan", "gmn"}
-    names, notes = report._row_names([timed[0], record("gan", budget_seconds=9.0), record("gan", steps=100)])
-    assert "None" not in notes["ring8 · quick"] and "None" not in "".join(names.values())
-    assert set(names.values()) == {"gan[budget_seconds=5]", "gan[budget_seconds=9]", "gan[budget_seconds=none,steps=100]"}
+    out = tmp_path / "res"
+    common = ["run", "--datasets", "ring8", "--eval-points", "1", "--batch-size", "16", "--no-progress",
+              "--device", "cpu", "--out", str(out)]
+    assert main([*common, "--methods", "gan,nsgan", "--budget-seconds", "0.2"]) == 0
+    text = (out / "summary.md").read_text()
+    assert "## ring8 · quick (hparams=shared, batch_size=16,budget_seconds=0.2,eval_points=1)" in text
+    assert "None" not in text
+    assert main([*common, "--methods", "gan", "--steps", "4"]) == 0
+    variants = set(pd.read_csv(out / "summary.csv")["variant"])
+    assert variants == {"gan[budget_seconds=0.2]", "nsgan[budget_seconds=0.2]", "gan[budget_seconds=none,steps=4]"}

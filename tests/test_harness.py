@@ -52,15 +52,16 @@ def test_divergence_is_caught_at_the_step_it_happens_not_at_the_next_evaluation(
 
 def test_the_revision_is_dirty_for_modified_code_but_not_for_rewritten_results(tmp_path, monkeypatch):
     def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
-                       capture_output=True)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
     (tmp_path / "results" / "toy").mkdir(parents=True)
     (tmp_path / "results" / "toy" / "record.json").write_text("{}")
     (tmp_path / "code.py").write_text("x = 1\n")
     git("init", "-q")
     git("add", ".")
     git("commit", "-q", "-m", "start")
-    monkeypatch.setattr(environment, "PROJECT_ROOT", tmp_path)
+    (tmp_path / "bench").mkdir()  # git runs in a folder below the top: the check must still see the whole checkout
+    monkeypatch.setattr(environment, "PROJECT_ROOT", tmp_path / "bench")
     monkeypatch.chdir(tmp_path / "results")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
 

@@ -83,6 +83,7 @@ def test_std_becomes_a_standard_error_and_se_and_none_are_kept(tmp_path):
     (('method = "nsgan"', 'method = "wgan"'), "unknown method 'wgan'"),
     (('method = "nsgan"', 'method = "nsgan"\noptions = {packing = 2}'), "has no option packing"),
     (('method = "nsgan"', 'method = "nsgan"\noptions = {lr = -1.0}'), "nsgan option lr takes a real number > 0"),
+    (('method = "nsgan"', 'method = "nsgan"\nreading = "theirs"'), "this row has no options"),
     (('method = "nsgan"', 'methd = "nsgan"'), "unknown key methd"),
     (('method = "nsgan"', 'options = {pack = 2}'), "options without a method"),
     (("metrics = {", "metrics = 3 #"), "metrics must be a non-empty table"),
@@ -123,24 +124,48 @@ def test_a_variant_matches_a_row_by_method_and_options_and_nothing_else_changed(
 
 
 def test_a_row_can_read_unpublished_settings_as_optimiser_keys_and_they_are_its_protocol(tmp_path):
-    """GDPP's WGAN-GP row, read as WGAN-GP's own recipe: it matches the run with exactly those
-    settings (lr and betas included), and those settings are not departures from the preset."""
+    """GDPP's WGAN-GP row, read as WGAN-GP's own recipe: it matches the runs that used exactly those
+    settings, however they were given, and with a reading they are its protocol, not departures."""
     from bench import presets
     from bench import spec as specs
-    plain, recipe = published.load(write_rows(tmp_path, (ROW + ROW.replace('"GAN"', '"WGAN-GP, recipe"').replace(
-        'method = "nsgan"', 'method = "wgan-gp"\noptions = {d_steps = 5, lr = 1e-4, betas = [0.5, 0.9]}')
-    ).replace('"nsgan"', '"wgan-gp"').replace("pacgan-toy", "gdpp-toy")))
+    recipe_row = ROW.replace('"GAN"', '"WGAN-GP, recipe"').replace(
+        'method = "nsgan"', 'method = "wgan-gp"\noptions = {d_steps = 5, lr = 1e-4, betas = [0.5, 0.9]}\n'
+                            'reading = "its authors\' recipe"')
+    plain, recipe = published.load(write_rows(tmp_path, (ROW + recipe_row).replace('"nsgan"', '"wgan-gp"')
+                                              .replace("pacgan-toy", "gdpp-toy")))
 
-    def spec(**options):
-        return specs.resolve("wgan-gp", "grid25", 0, profile="gdpp-toy", method_options=options).to_dict()
+    def spec(run=None, **options):
+        return specs.resolve("wgan-gp", "grid25", 0, profile="gdpp-toy", method_options=options, **(run or {})).to_dict()
     read_so = spec(d_steps=5, lr=1e-4, betas=(0.5, 0.9))
     assert published.matches(recipe, read_so) and not published.matches(plain, read_so)
     assert published.matches(plain, spec()) and not published.matches(recipe, spec())
+    same_run = spec(d_steps=5, lr_g=1e-4, lr_d=1e-4, betas=(0.5, 0.9))   # each network's lr named apart
+    assert same_run["optimizers"] == read_so["optimizers"] and published.matches(recipe, same_run)
     assert not published.matches(recipe, spec(d_steps=5, lr=1e-4))                      # betas at the preset's
     assert not published.matches(recipe, spec(d_steps=5, lr=1e-4, betas=(0.5, 0.99)))
+    assert not published.matches(recipe, spec(d_steps=5, lr=1e-4, lr_d=1e-3, betas=(0.5, 0.9)))
     assert not published.matches(recipe, spec(d_steps=5, lr=1e-4, betas=(0.5, 0.9), gp_weight=1.0))
-    assert presets.comparability(read_so) == (False, "method options changed: betas, d_steps, lr")
-    assert presets.comparability(read_so, recipe.options) == (True, "follows the paper's protocol")
+    stored = presets.comparability(read_so)
+    assert stored == (False, "method options changed: betas, d_steps, lr")
+    assert published.protocol(recipe, read_so, stored) == (True, "follows the paper's protocol")
+    assert published.protocol(recipe, same_run, presets.comparability(same_run))[0]
+    shorter = spec({"steps": 100}, d_steps=5, lr=1e-4, betas=(0.5, 0.9))   # a reading excuses settings, not budget
+    assert published.protocol(recipe, shorter, presets.comparability(shorter))[0] is False
+    assert published.run_protocol(read_so, [plain, recipe]) == (True, "follows the paper's protocol")
+    assert published.run_protocol(spec(d_steps=2), [plain, recipe]) == (False, "method options changed: d_steps")
+
+
+def test_a_row_without_a_reading_keeps_its_runs_stored_verdict():
+    """GMMN+AE names its option (code_space), but bench's autoencoder is not the paper's: no reading,
+    so the run stays not comparable."""
+    from bench import presets
+    from bench import spec as specs
+    (row,) = [r for r in published.load() if r.method == "gmn" and r.options.get("code_space") == "autoencoder"]
+    assert not row.reading
+    run = specs.resolve("gmn", row.dataset, 0, row.preset, method_options=dict(row.options)).to_dict()
+    assert published.matches(row, run)
+    stored = presets.comparability(run)
+    assert stored[0] is False and published.protocol(row, run, stored) == stored
 
 
 # ---------------------------------------------------------------------------------- verdicts
