@@ -7,10 +7,15 @@ evaluations of the last third of training (steps ≥ ⅔ of the last step), at l
 step)``; the **noise** is the scatter of the evaluations around the line (residual standard
 deviation). The metric has converged when
 
-    |drift| ≤ max(2 × noise, 5 % of the metric's mean level over the window)
+    |drift| ≤ max(2 × noise, 5 % of the metric's mean level over the window, 2 × resolution)
 
 that is, when what the run still gained or lost over its last third is not larger than its own
-evaluation-to-evaluation noise, or is small relative to where the metric stands. A run has
+evaluation-to-evaluation noise, is small relative to where the metric stands, or is below what the
+metric can resolve at all. The **resolution** is the metric's standard deviation over fresh samples
+of the data itself (:meth:`bench.datasets.Dataset.resolution`): a generator equal to the data scores
+that much apart from one draw to the next. It matters where a metric's level sits near 0 (MMD² of a
+good fit), so that 5 % of the level is no tolerance, while the evaluations, made from the same noise
+every time, scatter less than a redraw would. A run has
 converged when every tracked metric has. It is a statement about the trend, not about quality: a
 metric that oscillates around a level (mode hopping) is flat by this rule, and its noise says how
 much it oscillates. A run that diverged, or whose window holds a missing value, has not converged;
@@ -18,11 +23,14 @@ a run with too few evaluations in its last third cannot be judged (``None``).
 
 Why this rule: a slope test alone ("not significantly different from 0") calls every noisy run
 converged for want of evidence, and a fixed tolerance alone cannot serve metrics on different
-scales (MMD² ~1e-3, HQ % ~50); the run's own noise and its level give each metric its scale.
+scales (MMD² ~1e-3, HQ % ~50); the run's own noise, its level and its resolution give each metric
+its scale. Datasets that do not measure a resolution (images: it would cost many evaluations) are
+judged by the first two.
 """
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -30,8 +38,10 @@ WINDOW = 1 / 3          # the last third of training
 MIN_POINTS = 4          # evaluations the window must hold
 NOISE_FACTOR = 2.0      # drift allowed, in residual standard deviations
 RELATIVE = 0.05         # drift allowed, as a share of the mean level
+RESOLUTION_FACTOR = 2.0  # drift allowed, in standard deviations of the metric over redraws of the data
 RULE = (f"least-squares drift over the last {WINDOW:.0%} of training within max({NOISE_FACTOR:g} × residual std, "
-        f"{RELATIVE:.0%} of the level), every tracked metric, at least {MIN_POINTS} evaluations")
+        f"{RELATIVE:.0%} of the level, {RESOLUTION_FACTOR:g} × the metric's std over redraws of the data where "
+        f"measured), every tracked metric, at least {MIN_POINTS} evaluations")
 
 
 def window_start(last_step) -> float:
@@ -39,8 +49,11 @@ def window_start(last_step) -> float:
     return last_step * (1 - WINDOW) * (1 - 1e-9)  # 30,000 × ⅔ is 20,000.000000000004 in floats
 
 
-def metric_trend(steps, values) -> dict:
-    """Drift, noise and level of one metric over the window (already cut), and its verdict."""
+def metric_trend(steps, values, resolution: Callable[[], float | None] | None = None) -> dict:
+    """Drift, noise and level of one metric over the window (already cut), and its verdict.
+    ``resolution`` gives the metric's resolution (None: not measured); it is asked only when the
+    drift exceeds the other allowances, as measuring it costs evaluations, and the evidence then
+    holds it."""
     x, y = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
     if len(x) < MIN_POINTS:
         return {"converged": None, "points": int(len(x)), "why": f"{len(x)} evaluations in the window"}
@@ -52,13 +65,19 @@ def metric_trend(steps, values) -> dict:
     drift = float(slope * (x[-1] - x[0]))
     level = float(np.abs(y).mean())
     allowed = max(NOISE_FACTOR * noise, RELATIVE * level)
-    return {"converged": bool(abs(drift) <= allowed), "points": int(len(x)), "drift": drift, "noise": noise,
-            "level": level, "allowed": allowed}
+    out = {"points": int(len(x)), "drift": drift, "noise": noise, "level": level}
+    if abs(drift) > allowed and resolution is not None and (floor := resolution()) is not None:
+        out["resolution"] = floor
+        allowed = max(allowed, RESOLUTION_FACTOR * floor)
+    return {"converged": bool(abs(drift) <= allowed), **out, "allowed": allowed}
 
 
-def verdict(history: list[dict], tracked, status: str = "ok") -> dict:
+def verdict(history: list[dict], tracked, status: str = "ok",
+            resolution: Callable[[], dict[str, float]] | None = None) -> dict:
     """A run's convergence verdict from its evaluation history (the record's ``history``): whether
-    it converged (True, False, or None when it cannot be judged), and the evidence per metric."""
+    it converged (True, False, or None when it cannot be judged), and the evidence per metric.
+    ``resolution``: gives each tracked metric's resolution (its dataset's, e.g.
+    :func:`bench.datasets.resolution`), called only if a metric needs it."""
     if status == "diverged":
         return {"converged": False, "why": "diverged", "rule": RULE, "metrics": {}}
     points = [h for h in history if isinstance(h.get("step"), (int, float))]
@@ -73,7 +92,8 @@ def verdict(history: list[dict], tracked, status: str = "ok") -> dict:
         if rows and all(h[name] is None for h in rows):
             continue  # a metric this run never had (e.g. KL with no high-quality sample)
         values = [math.nan if h[name] is None else h[name] for h in rows]
-        per_metric[name] = metric_trend([h["step"] for h in rows], values)
+        floor = None if resolution is None else lambda name=name: resolution().get(name)
+        per_metric[name] = metric_trend([h["step"] for h in rows], values, floor)
     judged = [m["converged"] for m in per_metric.values()]
     if not judged or any(c is None for c in judged):
         converged = None

@@ -2,6 +2,8 @@
 drawn with a fixed seed of its own, the same for every method and run seed."""
 from __future__ import annotations
 
+import functools
+import json
 import math
 
 import numpy as np
@@ -13,6 +15,7 @@ from bench.registry import Registry
 
 DATASETS = Registry("dataset", group="bench.datasets")  # base class set below
 EVAL_SEED = 2_147_483_647  # held-out data never shares a seed with training streams
+RESOLUTION_SEED = 2_147_483_646  # nor do the fresh data samples that measure a metric's resolution
 
 
 POSITIVE = Real(min=0, exclusive=True)
@@ -32,6 +35,9 @@ class Dataset:
     neutral_options: dict = {}
     # The metrics whose history says whether a run had converged (bench.convergence)
     tracked: tuple[str, ...] = ("mmd2",)
+    # Fresh data samples scored to measure each tracked metric's resolution (the convergence rule's
+    # floor); 0: not measured. Each costs one evaluation: cheap for points, not for images.
+    resolution_draws = 0
     # Evaluation MMD: Gaussian kernels with σ = these × median distance of the held-out set.
     eval_bandwidth_factors: tuple[float, ...] = (1 / 16, 1 / 4, 1.0)
     # Training budget and shared-network settings per profile, the same for every method.
@@ -71,6 +77,20 @@ class Dataset:
     def evaluate(self, samples: torch.Tensor, reference: dict) -> dict:
         return metrics.distance_metrics(samples, reference["held_out"], reference["bandwidths"])
 
+    def resolution(self, reference: dict) -> dict[str, float]:
+        """Each tracked metric's standard deviation over ``resolution_draws`` fresh samples of
+        ``eval_size`` from the data itself, scored against ``reference``: how much the evaluation
+        moves for a generator equal to the data, which no training can get below. Empty when
+        ``resolution_draws`` is under 2. A stream of its own: a function of the options alone."""
+        if self.resolution_draws < 2:
+            return {}
+        gen = torch.Generator().manual_seed(RESOLUTION_SEED)
+        device = reference["held_out"].device
+        scores = [self.evaluate(self.sample(self.eval_size, gen).to(device), reference)
+                  for _ in range(self.resolution_draws)]
+        return {k: float(np.std([s[k] for s in scores], ddof=1)) for k in self.tracked
+                if all(isinstance(s.get(k), (int, float)) for s in scores)}
+
     def to_storage(self, samples: torch.Tensor):
         """The generated samples as kept beside the record."""
         return samples.numpy().astype("float32")
@@ -81,6 +101,7 @@ class GaussianMixture(Dataset):
     the density is known in closed form."""
     constraints = {"std": POSITIVE, "n_std": POSITIVE}
     tracked = ("high_quality_pct", "modes_covered", "mmd2")
+    resolution_draws = 50
 
     def __init__(self, means: torch.Tensor, std: float, n_std: float = 3.0):
         self.means = means.to(torch.float32)
@@ -312,3 +333,18 @@ class StackedMNIST(ImageDataset):
 
 DATASETS.base = Dataset
 DATASETS.check = lambda name, cls: option_faults(cls)
+
+
+@functools.lru_cache(maxsize=16)
+def _resolution(name: str, options_json: str) -> tuple:
+    dataset = DATASETS.create(name, **json.loads(options_json))
+    return tuple(dataset.resolution(dataset.reference("cpu")).items())
+
+
+def resolution(name: str, options: dict | None = None) -> dict[str, float]:
+    """:meth:`Dataset.resolution` of the registered dataset ``name`` with these options, measured
+    on the CPU once per process (a few seconds for a mixture); empty for a dataset that measures
+    none or is not installed."""
+    if name not in DATASETS.names() or DATASETS.get(name).resolution_draws < 2:
+        return {}
+    return dict(_resolution(name, json.dumps(options or {}, sort_keys=True)))

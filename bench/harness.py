@@ -1,6 +1,7 @@
 """The training loop, in one place: build, train, evaluate on a schedule, record."""
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -8,6 +9,7 @@ import torch
 from tqdm import tqdm
 
 from bench import convergence, environment, records
+from bench import datasets
 from bench.datasets import DATASETS
 from bench.errors import BenchError
 from bench.spec import RunSpec, canonical_json
@@ -208,6 +210,7 @@ def train_group(specs: list[RunSpec], progress: bool = False, observer=None) -> 
 
     schedulers = lr_schedulers(nets, spec)
     reference = reference_for(spec, dataset, device)
+    resolution = functools.partial(datasets.resolution, spec.dataset, spec.options("dataset"))  # measured if asked
     eval_z = [noise_sampler(s.noise, s.noise_dim, torch.Generator().manual_seed(s.seed + 2), device)(
         dataset.eval_size) for s in specs]  # the same z at every evaluation: curves show G changing, not z
     by_time = spec.budget_seconds is not None
@@ -251,7 +254,7 @@ def train_group(specs: list[RunSpec], progress: bool = False, observer=None) -> 
             bar.set_postfix({k: f"{v:.3g}" for k, v in mean_losses.items()}, refresh=False)
             patience = specs[i].patience
             if patience and step > 0 and run["status"] == "ok":  # --patience: stop once converged, budget a cap
-                judged = convergence.verdict(run["history"], dataset.tracked)["converged"]
+                judged = convergence.verdict(run["history"], dataset.tracked, "ok", resolution)["converged"]
                 run["converged_for"] = run["converged_for"] + 1 if judged else 0
                 if run["converged_for"] >= patience and not last:
                     run["stopped_early"] = {"step": step, "patience": patience,
@@ -290,7 +293,7 @@ def train_group(specs: list[RunSpec], progress: bool = False, observer=None) -> 
             sources={"method": METHODS.source(s.method), "dataset": DATASETS.source(s.dataset)},
             evaluation={"samples": dataset.eval_size, "mmd_kernel": "gaussian", "mmd_estimator": "unbiased",
                         "mmd_bandwidths": list(reference["bandwidths"])}, device=device, tracked=dataset.tracked,
-            stopped_early=run["stopped_early"])
+            resolution=resolution, stopped_early=run["stopped_early"])
         if size > 1:
             record["runtime"] = {"batched": {"seeds": [x.seed for x in specs], "engine": "torch.func.vmap"}}
         results.append((record, dataset.to_storage(run["samples"].cpu())))

@@ -31,7 +31,8 @@ def describe_environment(device: torch.device | None) -> dict:
 def run_record(spec: RunSpec, status: str, *, history: list, steps_done: int, diverged_at: int | None = None,
                timing: dict | None = None, method_settings: dict | None = None, method_learned: dict | None = None,
                sources: dict | None = None, evaluation: dict | None = None, device: torch.device | None = None,
-               error: str | None = None, tracked: tuple = (), stopped_early: dict | None = None) -> dict:
+               error: str | None = None, tracked: tuple = (), resolution=None,
+               stopped_early: dict | None = None) -> dict:
     """The record of one run of ``spec``: finished (``ok``/``diverged``) or failed (``error``, with
     the message). ``final`` is the last evaluation with the training pace; ``tracked``, the
     dataset's metrics that say whether the run had converged (:mod:`bench.convergence`);
@@ -55,7 +56,7 @@ def run_record(spec: RunSpec, status: str, *, history: list, steps_done: int, di
         record["evaluation"] = evaluation
     record.update({"final": final, "history": history, "environment": describe_environment(device)})
     if status in FINISHED:
-        record["convergence"] = convergence.verdict(history, tracked, status)
+        record["convergence"] = convergence.verdict(history, tracked, status, resolution)
     verdict = spec.preset_verdict()
     if verdict is not None:  # whether these numbers may stand beside the paper's, and why not
         record["preset"] = verdict

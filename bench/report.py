@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import convergence, figures, files, published, stats, store
+from bench import convergence, datasets, figures, files, published, stats, store
 from bench import spec as spec_lib
 from bench.datasets import DATASETS
 from bench.errors import BenchError
@@ -81,9 +81,10 @@ def converged(record: dict):
     a reference row."""
     if record["status"] not in ("ok", "diverged"):
         return None
-    dataset = record["spec"]["dataset"]
+    dataset, options = record["spec"]["dataset"], record["spec"].get("dataset_options")
     tracked = DATASETS.get(dataset).tracked if dataset in DATASETS.names() else ()
-    return convergence.verdict(record["history"], tracked, record["status"])["converged"]
+    return convergence.verdict(record["history"], tracked, record["status"],
+                               lambda: datasets.resolution(dataset, options))["converged"]
 
 
 def runs_table(records: list[dict]) -> pd.DataFrame:

@@ -57,6 +57,39 @@ def test_every_tracked_metric_must_have_converged():
     assert v["metrics"]["mmd2"]["converged"] is False and v["converged"] is False
 
 
+def test_a_drift_below_the_metrics_resolution_has_converged_and_one_above_it_has_not():
+    """Near 0 (MMD² of a good fit) 5 % of the level is no tolerance and evaluations made from the same
+    noise scatter little: a drift counts only beyond 2 × the metric's spread over redraws of the data."""
+    creeping = noisy([0.002 - 0.001 * s / 30_000 for s in STEPS], 0.00002, seed=2)  # −0.00033 over the window
+    assert convergence.verdict(history(creeping, "mmd2"), ["mmd2"])["converged"] is False
+    v = convergence.verdict(history(creeping, "mmd2"), ["mmd2"], resolution=lambda: {"mmd2": 0.0005})
+    assert v["converged"] is True and v["metrics"]["mmd2"]["resolution"] == 0.0005
+    assert v["metrics"]["mmd2"]["allowed"] == pytest.approx(2 * 0.0005)
+    assert convergence.verdict(history(creeping, "mmd2"), ["mmd2"],
+                               resolution=lambda: {"mmd2": 0.0001})["converged"] is False
+    assert convergence.verdict(history(creeping, "mmd2"), ["mmd2"], resolution=lambda: {})["converged"] is False
+
+
+def test_the_resolution_is_measured_only_when_a_drift_needs_it():
+    def costly():
+        raise AssertionError("measured for a metric that had converged without it")
+    flat = history(noisy([60.0] * len(STEPS), 2.0))
+    v = convergence.verdict(flat, ["high_quality_pct"], resolution=costly)
+    assert v["converged"] is True and "resolution" not in v["metrics"]["high_quality_pct"]
+
+
+def test_a_mixtures_resolution_is_the_spread_of_its_metrics_over_redraws_of_the_data():
+    """The fraction of a mixture's own samples within 3 σ of their mode is binomial with p = 1 − e^−4.5 in
+    2-D: over 2,500 samples its standard deviation is 0.21 percentage points; every mode is always hit."""
+    from bench import datasets
+    measured = datasets.resolution("ring8")
+    p = 1 - math.exp(-4.5)
+    assert measured["high_quality_pct"] == pytest.approx(100 * math.sqrt(p * (1 - p) / 2500), rel=0.3)
+    assert measured["modes_covered"] == 0.0 and 0 < measured["mmd2"] < 0.01
+    assert datasets.resolution("ring8") == measured  # one stream of its own: the same every time
+    assert datasets.resolution("mnist") == {} and datasets.resolution("no-such-dataset") == {}
+
+
 def test_a_diverged_run_has_not_converged_and_a_short_one_cannot_be_judged():
     assert convergence.verdict(history([1.0] * len(STEPS)), ["high_quality_pct"], status="diverged")["converged"] is False
     short = [{"step": s, "high_quality_pct": 50.0} for s in (0, 1000, 2000)]
@@ -82,17 +115,17 @@ def test_patience_stops_a_run_once_converged_and_is_part_of_its_identity(monkeyp
     assert "patience" not in plain.identity() and patient.identity()["patience"] == 2
     assert plain.run_id != patient.run_id
 
-    monkeypatch.setattr(convergence, "verdict", lambda history, tracked, status="ok": {"converged": True})
+    monkeypatch.setattr(convergence, "verdict", lambda history, tracked, status="ok", resolution=None: {"converged": True})
     record, _ = harness.train_and_evaluate(patient)
     assert [h["step"] for h in record["history"]] == [0, 10, 20]
     assert record["steps_done"] == 20 and record["status"] == "ok"
     assert record["stopped_early"] == {"step": 20, "patience": 2, "why": "judged converged at 2 evaluations in a row"}
 
     judged = iter([True, False, True, True])  # a streak broken by one verdict starts again
-    monkeypatch.setattr(convergence, "verdict", lambda history, tracked, status="ok": {"converged": next(judged, True)})
+    monkeypatch.setattr(convergence, "verdict", lambda history, tracked, status="ok", resolution=None: {"converged": next(judged, True)})
     assert harness.train_and_evaluate(patient)[0]["steps_done"] == 40
 
-    monkeypatch.setattr(convergence, "verdict", lambda history, tracked, status="ok": {"converged": False})
+    monkeypatch.setattr(convergence, "verdict", lambda history, tracked, status="ok", resolution=None: {"converged": False})
     record, _ = harness.train_and_evaluate(patient)
     assert record["steps_done"] == 100 and "stopped_early" not in record
 
