@@ -24,7 +24,7 @@ from bench.datasets import DATASETS
 from bench.errors import BenchError
 from bench.executors import check_ray_address, cores, make_executor, resolve_executor
 from bench.harness import evaluate_calibration
-from bench.settings import RUN_SETTINGS
+from bench.settings import HPARAMS, RUN_SETTINGS
 from methods import METHODS
 
 # How each run setting is read from text (--steps, --sweep lr=..., study files); hparams, the
@@ -95,15 +95,18 @@ def parse_assignment(item: str, flag: str) -> tuple[str, str]:
 def parse_setting(name: str, value):
     """A run setting from text or a study file's value, of its declared type only."""
     kind = SETTING_TYPES[name]
+    choices = RUN_SETTINGS[name].choices if name in RUN_SETTINGS else HPARAMS
+    what = {int: "an integer", float: "a number"}.get(kind) or (
+        f"one of {', '.join(choices)}" if choices else "a string")
     if isinstance(value, str) and kind is not str:
         try:
             value = kind(value)
         except ValueError:
-            raise BenchError(f"{name} takes {'an integer' if kind is int else 'a number'}; got {value!r}") from None
+            raise BenchError(f"{name} takes {what}; got {value!r}") from None
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise BenchError(f"{name} takes {kind.__name__}; got {value!r}")
+        raise BenchError(f"{name} takes {what}; got {value!r}")
     return value
 
 

@@ -284,6 +284,18 @@ def test_an_empty_study_file_is_refused(tmp_path, capsys):
     assert f"study file {study} is empty" in capsys.readouterr().err and not (tmp_path / "res").exists()
 
 
+@pytest.mark.parametrize("line,message", [
+    ("lr_schedule = 3", "lr_schedule takes one of constant, cosine; got 3"),
+    ('steps = "many"', "steps takes an integer; got 'many'"),
+    ('lr = "fast"', "lr takes a number; got 'fast'"),
+])
+def test_a_study_files_setting_of_the_wrong_type_says_what_is_allowed(tmp_path, capsys, line, message):
+    study = tmp_path / "study.toml"
+    study.write_text(f'methods = ["gan"]\n{line}\n')
+    assert main(["run", "--study", str(study), "--out", str(tmp_path / "res")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "res").exists()
+
+
 @pytest.mark.parametrize("args,message", [
     (["--budget-seconds", "1e300"], "more than 30 days a run"),
 ])
