@@ -107,6 +107,8 @@ def comparability(spec: dict, read=()) -> tuple[bool, str]:
     reasons = []
     overrides = dict(spec.get("run_overrides") or {})
     overrides.pop("eval_points", None)  # how often bench looks during training, not how it trains
+    for key in read:  # a row's reading of a setting, whether the run gave it as --lr or as --set NAME.lr
+        overrides.pop(key, None)
     steps = overrides.pop("steps", None)
     published = preset.published_steps.get(spec.get("dataset"))
     if spec.get("budget_seconds") is not None:

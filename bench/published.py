@@ -179,9 +179,10 @@ def _used(spec: dict, key: str):
 
 
 def _covered(row: Published, spec: dict) -> set:
-    """The run's changed options that the row names (lr_g and lr_d count under the row's lr)."""
-    return {k for k in spec.get("method_overrides") or {}
-            if k in row.options or settings.key_family(k)[0] in row.options}
+    """The run's changed options and settings that the row names (lr_g and lr_d count under the
+    row's lr; --lr as much as --set NAME.lr)."""
+    changed = {**(spec.get("run_overrides") or {}), **(spec.get("method_overrides") or {})}
+    return {k for k in changed if k in row.options or settings.key_family(k)[0] in row.options}
 
 
 def matches(row: Published, spec: dict) -> bool:
@@ -191,7 +192,7 @@ def matches(row: Published, spec: dict) -> bool:
     if row.method is None or spec["method"] != row.method:
         return False
     return (all(_as_tuple(_used(spec, k)) == _as_tuple(v) for k, v in row.options.items())
-            and _covered(row, spec) == set(spec.get("method_overrides") or {}))
+            and set(spec.get("method_overrides") or {}) <= _covered(row, spec))
 
 
 def run_protocol(spec: dict, rows: list[Published] | None = None) -> tuple[bool, str]:

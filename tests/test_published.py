@@ -149,6 +149,9 @@ def test_a_row_can_read_unpublished_settings_as_optimiser_keys_and_they_are_its_
     assert stored == (False, "method options changed: betas, d_steps, lr")
     assert published.protocol(recipe, read_so, stored) == (True, "follows the paper's protocol")
     assert published.protocol(recipe, same_run, presets.comparability(same_run))[0]
+    via_run = spec({"lr": 1e-4}, d_steps=5, betas=(0.5, 0.9))   # --lr 1e-4 rather than --set wgan-gp.lr=1e-4
+    assert published.matches(recipe, via_run) and published.protocol(recipe, via_run, presets.comparability(via_run))[0]
+    assert presets.comparability(via_run) == (False, "settings changed: lr=0.0001; method options changed: betas, d_steps")
     shorter = spec({"steps": 100}, d_steps=5, lr=1e-4, betas=(0.5, 0.9))   # a reading excuses settings, not budget
     assert published.protocol(recipe, shorter, presets.comparability(shorter))[0] is False
     assert published.run_protocol(read_so, [plain, recipe]) == (True, "follows the paper's protocol")
