@@ -481,6 +481,7 @@ def execute(plan_: Plan, force: bool = False, progress: bool = True, log=print) 
     for d in plan_.datasets:  # reference rows (e.g. MNIST's training set and uniform noise)
         options = plan_.dataset_options.get(d, {})
         for record, samples in evaluate_calibration(d, plan_.profile, options, plan_.device):
+            record["environment"]["git_revision"] = revision  # read before anything was written, as the runs'
             folder = store.reference_dir(out, d, plan_.profile, record["variant"])
             if force or not (folder / store.RECORD).exists():
                 store.write_run(folder, samples, record)

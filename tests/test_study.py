@@ -211,12 +211,19 @@ def test_a_diverged_and_a_failed_run_are_recorded_and_the_study_finishes(tmp_pat
 def test_every_record_carries_the_revision_read_before_the_study_wrote_anything(tmp_path, monkeypatch):
     """A rerun of a committed study rewrites tracked files, so a check made after the first record
     is written says +dirty: each call here answers differently, and only the first may be stored."""
+    import numpy as np
+    from bench import records
     calls = iter(range(100))
     monkeypatch.setattr(study.environment, "git_revision", lambda: f"rev{next(calls)}")
+
+    def calibration(dataset, profile, options, device):  # a reference row (MNIST's train set), made after the runs
+        spec = records.reference_spec("train set", dataset, profile, options)
+        return [(records.reference_record(spec, {"mmd2": 0.0}, 0.0, None), np.zeros((2, 2), "float32"))]
+    monkeypatch.setattr(study, "evaluate_calibration", calibration)
     out = tmp_path / "res"
     assert main(["run", "--methods", "gan,nsgan", "--datasets", "ring8", "--seeds", "0-1", "--out", str(out), *TINY]) == 0
-    stored = {json.loads(p.read_text())["environment"]["git_revision"] for p in out.glob("runs/*/*/*/record.json")}
-    assert stored == {"rev0"}
+    stored = [json.loads(p.read_text())["environment"]["git_revision"] for p in out.glob("runs/*/*/*/record.json")]
+    assert len(stored) == 5 and set(stored) == {"rev0"}
 
 
 # ------------------------------------------------------------------------ faults, concurrency
