@@ -99,7 +99,8 @@ def check_dataset_options(name: str, dataset: str, given: dict) -> None:
 def comparability(spec: dict, read=()) -> tuple[bool, str]:
     """Whether a stored run (its ``spec`` as the record holds it) follows its preset's protocol
     closely enough to be set beside the published numbers, and if not, why. ``read``: method options
-    a published row names as its reading of settings the paper does not give (not departures)."""
+    and optimiser keys a published row names as its reading of settings the paper does not give (not
+    departures), however the run gave them (``--lr`` or ``--set NAME.lr``)."""
     name = spec.get("profile")
     if not name or not is_preset(name):
         return False, f"not run with a preset (profile {name!r})"

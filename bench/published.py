@@ -181,7 +181,8 @@ def _used(spec: dict, key: str):
 def _covered(row: Published, spec: dict) -> set:
     """The run's changed options and settings that the row names (lr_g and lr_d count under the
     row's lr; --lr as much as --set NAME.lr)."""
-    changed = {**(spec.get("run_overrides") or {}), **(spec.get("method_overrides") or {})}
+    run_keys = {k: v for k, v in (spec.get("run_overrides") or {}).items() if k in settings.RUN_KEYS}
+    changed = {**run_keys, **(spec.get("method_overrides") or {})}
     return {k for k in changed if k in row.options or settings.key_family(k)[0] in row.options}
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import html
 import itertools
 import math
@@ -22,8 +23,9 @@ from methods import METHODS
 CI_NOTE = ("Cells: mean ± half-width of the 95 % Student-t confidence interval over finished seeds "
            "(diverged and failed runs are counted, not averaged). converged: finished seeds whose tracked metrics "
            "had stopped moving when training ended (" + convergence.RULE + "; bench/convergence.py); "
-           "mean still moving: the same rule applied to the mean over seeds at each evaluation, the tracked metrics "
-           "it judges still moving and their drift over the last third as a share of their level. "
+           "mean still moving: the same rule applied to the mean over seeds at each evaluation (the resolution "
+           "divided by √seeds), the tracked metrics it judges still moving and their drift over the last third as "
+           "a share of their level. "
            "A quick profile is a smoke-test budget. hparams=shared: every method the same "
            "optimiser, learning rate, batch and generator steps; hparams=recommended: each method its paper's "
            "optimiser, learning rates, batch and D steps, the same generator steps.")
@@ -157,14 +159,18 @@ def late_frames(history: pd.DataFrame) -> dict[str, dict[str, pd.DataFrame]]:
     return out
 
 
-def cell_trends(history: pd.DataFrame, tracked: dict, late: dict | None = None) -> dict[tuple[str, str], str]:
+def cell_trends(history: pd.DataFrame, tracked: dict, late: dict | None = None,
+                resolutions: dict | None = None) -> dict[tuple[str, str], str]:
     """Per (table, variant): what the seed mean still moved over the last third of training, by the
     convergence rule applied to the mean over seeds at each evaluation (a step counts where every
     finished seed has the metric; a seed stopped early holds its last value): e.g. "MMD² −12%" (the
     drift as a share of the level; in absolute terms when the level is within noise of 0), "none",
     or "–" when it cannot be judged (wall-clock budgets: seeds share no steps). The per-seed
     verdicts (converged n/N) ask whether each run settled; this asks whether the cell's average,
-    which the comparisons read, did. ``late``: :func:`late_frames` of ``history``, if made already."""
+    which the comparisons read, did. ``late``: :func:`late_frames` of ``history``, if made already.
+    ``resolutions``: per table, a function giving its dataset's metric resolutions (the rule's floor,
+    :func:`bench.datasets.resolution`); a mean over n seeds gets 1/√n of it, a lower bound on how
+    much a mean of n scores of the data itself would scatter."""
     out = {}
     if history.empty or "step" not in history:
         return out
@@ -178,7 +184,10 @@ def cell_trends(history: pd.DataFrame, tracked: dict, late: dict | None = None) 
                  if k in frames and frames[k][variant].notna().any().any()}
         mean_history = [{"step": step, **{k: None if pd.isna(m[step]) else float(m[step]) for k, m in means.items()}}
                         for step in frames[next(iter(frames))].index]
-        v = convergence.verdict(mean_history, list(means))
+        floor = (resolutions or {}).get(dataset)
+        seeds = frames[next(iter(frames))][variant].shape[1]
+        v = convergence.verdict(mean_history, list(means), "ok", floor and (
+            lambda floor=floor, seeds=seeds: {k: r / math.sqrt(seeds) for k, r in floor().items()}))
         if v["converged"] is None:
             out[dataset, variant] = "–"
             continue
@@ -524,8 +533,10 @@ def build(out: Path, print_fn=print) -> Report:
     history = _history_frame(records, names)
     tracked = {dataset_label(r): DATASETS.get(r["spec"]["dataset"]).tracked for r in records
                if r["spec"]["dataset"] in DATASETS.names()}
+    resolutions = {dataset_label(r): functools.partial(datasets.resolution, r["spec"]["dataset"],
+                                                       r["spec"].get("dataset_options")) for r in records}
     late = late_frames(history)  # the last third's evaluations, for the mean trends and the stability
-    trends = cell_trends(history, tracked, late)
+    trends = cell_trends(history, tracked, late, resolutions)
     summary = summary_table(runs)
     summary["moving"] = [trends.get((d, v)) for d, v in zip(summary["dataset"], summary["variant"])]
     comparison = with_stability(comparison_table(runs), late_snapshots(history, runs, late))

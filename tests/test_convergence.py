@@ -90,6 +90,29 @@ def test_a_mixtures_resolution_is_the_spread_of_its_metrics_over_redraws_of_the_
     assert datasets.resolution("mnist") == {} and datasets.resolution("no-such-dataset") == {}
 
 
+def test_the_report_and_the_loop_judge_a_run_with_its_datasets_resolution(monkeypatch):
+    from bench import datasets, harness, report
+    from bench.spec import resolve
+    creeping = noisy([0.002 - 0.001 * s / 30_000 for s in STEPS], 0.00002, seed=2)
+    record = {"status": "ok", "spec": {"dataset": "ring8", "dataset_options": {"std": 0.02}},
+              "history": [{"step": s, "high_quality_pct": 90.0, "modes_covered": 8, "mmd2": v}
+                          for s, v in zip(STEPS, creeping)]}
+    asked = []
+    monkeypatch.setattr(datasets, "resolution", lambda name, options=None: asked.append((name, options)) or {"mmd2": 5e-4})
+    assert report.converged(record) is True and asked == [("ring8", {"std": 0.02})]
+    monkeypatch.setattr(datasets, "resolution", lambda name, options=None: {})
+    assert report.converged(record) is False
+
+    given = []  # the loop hands the record's verdict (and --patience's) the run's own dataset's floor
+    monkeypatch.setattr(datasets, "resolution", lambda name, options=None: {"mmd2": (name, options)})
+    monkeypatch.setattr(convergence, "verdict", lambda history, tracked, status="ok", resolution=None:
+                        given.append(resolution) or {"converged": None})
+    spec = resolve("nsgan", "ring8", 0, steps=20, eval_points=10, batch_size=32, width=16, device="cpu",
+                   patience=2, dataset_options={"std": 0.02})
+    harness.train_and_evaluate(spec)
+    assert len(given) == 11 and all(r() == {"mmd2": ("ring8", {**spec.options("dataset")})} for r in given)
+
+
 def test_a_diverged_run_has_not_converged_and_a_short_one_cannot_be_judged():
     assert convergence.verdict(history([1.0] * len(STEPS)), ["high_quality_pct"], status="diverged")["converged"] is False
     short = [{"step": s, "high_quality_pct": 50.0} for s in (0, 1000, 2000)]

@@ -183,3 +183,15 @@ def test_cell_trend_says_missing_and_gives_absolute_drifts_near_zero():
     zig = {21: -6e-4, 24: -7.3333e-4, 27: 7.3333e-4, 30: 6e-4}
     trends = cell_trends(_history({("nsgan", 0): lambda step: zig.get(step, 0.0)}), {"ring8 · quick": ("mmd2",)})
     assert trends["ring8 · quick", "nsgan"] == "MMD² +0.0015"
+
+
+def test_cell_trend_floors_a_mean_at_the_resolution_over_root_seeds():
+    """Four seeds' MMD² all falling by 0.0009 over the last third, near 0: beyond 2 × 0.0004 / √4, so
+    the mean still moves; within 2 × 0.001 / √4 it does not; without a resolution it moves."""
+    from bench.report import cell_trends
+    falling = {("gmn", s): (lambda step, s=s: 0.002 - 0.0009 * max(0, step - 20) / 10 + s * 1e-5) for s in range(4)}
+    history, tracked = _history(falling), {"ring8 · quick": ("mmd2",)}
+    assert cell_trends(history, tracked)["ring8 · quick", "gmn"] != "none"
+    assert cell_trends(history, tracked, None, {"ring8 · quick": lambda: {"mmd2": 0.0004}})["ring8 · quick", "gmn"] != "none"
+    assert cell_trends(history, tracked, None, {"ring8 · quick": lambda: {"mmd2": 0.001}})["ring8 · quick", "gmn"] == "none"
+
