@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 import re
 import sys
 from pathlib import Path
@@ -371,8 +372,11 @@ def expected_duration(todo: list, jobs: int, batch_seeds: int = 1) -> str:
     wall = seconds / max(1, min(jobs, len(todo)))
     paces = ", ".join(f"{v} on {d} {r:.0f} steps/s" for v, d, r in rates.values())
     batched = "; each seed timed alone, --batch-seeds may make it shorter" if batch_seeds > 1 else ""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    busy = (f"; load average {load:.1f} on {cores()} cores: other work running now slows these rates, "
+            f"and a run's threads beyond what is free slow them much more") if load >= cores() / 2 else ""
     return (f"expected: about {_duration(wall)} of training for {len(todo)} runs with --jobs {jobs} "
-            f"(measured here just now: {paces}; evaluations not included{batched})")
+            f"(measured here just now: {paces}; evaluations not included{batched}{busy})")
 
 
 def _duration(seconds: float) -> str:

@@ -266,6 +266,10 @@ def test_a_long_study_says_how_long_it_will_take(monkeypatch):
     text = studies.expected_duration(p.specs, 2)
     assert text.startswith("expected: about 16 h 40 min of training for 8 runs with --jobs 2")
     assert "nsgan on ring8 40 steps/s" in text and "nsgan[pack=2] on ring8 20 steps/s" in text
+    monkeypatch.setattr(studies.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert "load average" not in studies.expected_duration(p.specs, 2)
+    monkeypatch.setattr(studies.os, "getloadavg", lambda: (9.0, 0.0, 0.0))  # measured beside other work: said
+    assert f"load average 9.0 on {studies.cores()} cores" in studies.expected_duration(p.specs, 2)
     timed = studies.plan(methods=["gan"], datasets=["ring8"], seeds="0-5", budget_seconds=600, out="unused")
     assert studies.expected_duration(timed.specs, 3).startswith("expected: about 20 min of training for 6 runs")
 
