@@ -375,7 +375,9 @@ def expected_duration(todo: list, jobs: int, batch_seeds: int = 1) -> str:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     busy = (f"; load average {load:.1f} on {cores()} cores: other work running now slows these rates, "
             f"and a run's threads beyond what is free slow them much more") if load >= cores() / 2 else ""
-    return (f"expected: about {_duration(wall)} of training for {len(todo)} runs with --jobs {jobs} "
+    capped = any(spec.patience for spec in todo)  # a run that converges stops before its step budget
+    return (f"expected: {'at most ' if capped else ''}about {_duration(wall)} of training for {len(todo)} runs "
+            f"with --jobs {jobs}{' (--patience stops a converged run sooner)' if capped else ''} "
             f"(measured here just now: {paces}; evaluations not included{batched}{busy})")
 
 

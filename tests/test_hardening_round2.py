@@ -270,6 +270,10 @@ def test_a_long_study_says_how_long_it_will_take(monkeypatch):
     assert "load average" not in studies.expected_duration(p.specs, 2)
     monkeypatch.setattr(studies.os, "getloadavg", lambda: (9.0, 0.0, 0.0))  # measured beside other work: said
     assert f"load average 9.0 on {studies.cores()} cores" in studies.expected_duration(p.specs, 2)
+    patient = studies.plan(methods=["nsgan"], datasets=["ring8"], seeds="0-3", preset="pacgan-toy", patience=5,
+                           sweep={"nsgan.pack": [1, 2]}, out="unused", device="cpu")
+    assert studies.expected_duration(patient.specs, 2).startswith(
+        "expected: at most about 16 h 40 min of training for 8 runs with --jobs 2 (--patience stops a converged run sooner)")
     timed = studies.plan(methods=["gan"], datasets=["ring8"], seeds="0-5", budget_seconds=600, out="unused")
     assert studies.expected_duration(timed.specs, 3).startswith("expected: about 20 min of training for 6 runs")
 
