@@ -8,8 +8,7 @@ import time
 import torch
 from tqdm import tqdm
 
-from bench import convergence, environment, records
-from bench import datasets
+from bench import convergence, datasets, environment, records
 from bench.datasets import DATASETS
 from bench.errors import BenchError
 from bench.spec import RunSpec, canonical_json

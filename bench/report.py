@@ -83,10 +83,15 @@ def converged(record: dict):
     a reference row."""
     if record["status"] not in ("ok", "diverged"):
         return None
-    dataset, options = record["spec"]["dataset"], record["spec"].get("dataset_options")
+    dataset = record["spec"]["dataset"]
     tracked = DATASETS.get(dataset).tracked if dataset in DATASETS.names() else ()
-    return convergence.verdict(record["history"], tracked, record["status"],
-                               lambda: datasets.resolution(dataset, options))["converged"]
+    return convergence.verdict(record["history"], tracked, record["status"], resolution_of(record))["converged"]
+
+
+def resolution_of(record: dict):
+    """A function giving the metric resolutions of the record's dataset and options (the convergence
+    rule's floor, :func:`bench.datasets.resolution`), measured only if called."""
+    return functools.partial(datasets.resolution, record["spec"]["dataset"], record["spec"].get("dataset_options"))
 
 
 def runs_table(records: list[dict]) -> pd.DataFrame:
@@ -533,8 +538,7 @@ def build(out: Path, print_fn=print) -> Report:
     history = _history_frame(records, names)
     tracked = {dataset_label(r): DATASETS.get(r["spec"]["dataset"]).tracked for r in records
                if r["spec"]["dataset"] in DATASETS.names()}
-    resolutions = {dataset_label(r): functools.partial(datasets.resolution, r["spec"]["dataset"],
-                                                       r["spec"].get("dataset_options")) for r in records}
+    resolutions = {dataset_label(r): resolution_of(r) for r in records}
     late = late_frames(history)  # the last third's evaluations, for the mean trends and the stability
     trends = cell_trends(history, tracked, late, resolutions)
     summary = summary_table(runs)
