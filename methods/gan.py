@@ -2,7 +2,7 @@
 import torch
 import torch.nn.functional as F
 
-from bench.options import Integer
+from bench.options import Choice, Integer
 from methods.base import Method, register_method, set_requires_grad
 from methods.networks import per_seed
 
@@ -21,15 +21,22 @@ class MinimaxGAN(Method):
     """
     uses_discriminator = True
     batchable = True  # batched_step below; a subclass whose objective runs under vmap says so itself
-    constraints = {"d_steps": Integer(min=1), "pack": Integer(min=1)}
+    constraints = {"d_steps": Integer(min=1), "pack": Integer(min=1),
+                   "updates": Choice("alternating", "simultaneous")}
     recommended = {"lr": 2e-4, "betas": (0.5, 0.999), "batch_size": 128, "d_steps": 1}
-    neutral_options = {"pack": 1}
+    neutral_options = {"pack": 1, "updates": "alternating"}
 
-    def __init__(self, d_steps: int = 1, pack: int = 1):
+    def __init__(self, d_steps: int = 1, pack: int = 1, updates: str = "alternating"):
         """d_steps: discriminator steps per generator step (k in Algorithm 1).
         pack: PacGAN (Lin et al. 2018): D judges ``pack`` samples at once, concatenated (all real
-        or all generated); G and the batch are unchanged, D sees batch/pack inputs."""
-        self.d_steps, self.pack = d_steps, pack
+        or all generated); G and the batch are unchanged, D sees batch/pack inputs.
+        updates: "alternating" (Algorithm 1: D steps, then G against the updated D on fresh draws)
+        or "simultaneous": D and G both step from the same weights on one real and one noise batch,
+        each gradient taken before either update, as TensorFlow code that runs
+        ``sess.run([g_train_op, d_train_op])`` does (GDPP's and the Unrolled GAN notebook's)."""
+        if updates == "simultaneous" and d_steps != 1:
+            raise ValueError(f"updates=simultaneous takes one D step per G step (d_steps=1); got d_steps={d_steps}")
+        self.d_steps, self.pack, self.updates = d_steps, pack, updates
 
     @property
     def discriminator_inputs(self):
@@ -70,6 +77,8 @@ class MinimaxGAN(Method):
         """Called after each D update (weight clipping goes here)."""
 
     def step(self, nets, real):
+        if self.updates == "simultaneous":
+            return self.simultaneous_step(nets, real)
         G, D = nets.generator, nets.discriminator
         set_requires_grad(D, True)
         for _ in range(self.d_steps):  # k steps of D with G frozen (no graph through G)
@@ -89,6 +98,23 @@ class MinimaxGAN(Method):
         set_requires_grad(D, True)
         return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
 
+    def simultaneous_step(self, nets, real):
+        """One D and one G update, both gradients at the current weights, on one batch of each."""
+        G, D = nets.generator, nets.discriminator
+        x = real()
+        fake = G(nets.noise(len(x)))
+        set_requires_grad(D, False)  # G's loss passes through D without giving D a gradient
+        g_loss = self.generator_objective(D, fake, lambda: x)
+        set_requires_grad(D, True)
+        d_loss = self.discriminator_objective(D, x, fake.detach())
+        nets.d_opt.zero_grad(set_to_none=True)
+        nets.g_opt.zero_grad(set_to_none=True)
+        (d_loss + g_loss).backward()  # disjoint: d_loss reaches only D, g_loss only G
+        nets.d_opt.step()
+        self.after_discriminator_step(D)
+        nets.g_opt.step()
+        return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
+
     def batched_step(self, nets, real):
         """:meth:`step` for the S seeds of a batched group (``run --batch-seeds``), trained as one
         model: ``nets`` holds :class:`~methods.networks.Stacked` networks and optimisers over their
@@ -97,6 +123,21 @@ class MinimaxGAN(Method):
         losses are summed, so each seed's weights get exactly their own gradient. D needs no freezing:
         G's loss reads D's weights detached. Returns each loss per seed (``[S]``)."""
         G, D = nets.generator, nets.discriminator
+        if self.updates == "simultaneous":
+            x = real()
+
+            def generator_side(G, D, z, x):  # G runs once, as in step: its loss and its samples for D
+                fake = G(z)
+                return self.generator_objective(D, fake, lambda: x), fake.detach()
+            g_loss, fake = per_seed(generator_side, G, D.detached(), nets.noise(x.shape[1]), x)
+            d_loss = per_seed(self.discriminator_objective, D, x, fake)
+            nets.d_opt.zero_grad(set_to_none=True)
+            nets.g_opt.zero_grad(set_to_none=True)
+            (d_loss.sum() + g_loss.sum()).backward()
+            nets.d_opt.step()
+            self.after_discriminator_step(D)
+            nets.g_opt.step()
+            return {"d_loss": d_loss.detach(), "g_loss": g_loss.detach()}
         for _ in range(self.d_steps):
             x = real()
             with torch.no_grad():

@@ -37,7 +37,8 @@ def dpp_kernel_eigen(features: torch.Tensor):
     return _SymmetricEig.apply(unit @ unit.T)
 
 
-def gdpp_terms(fake_features: torch.Tensor, real_features: torch.Tensor, eigenvalue_weight: float = 1e-4):
+def gdpp_terms(fake_features: torch.Tensor, real_features: torch.Tensor, eigenvalue_weight: float = 1e-4,
+                 updates: str = "alternating"):
     """GDPP's two terms (the code's ``compute_diversity_loss``), eigenpairs matched by rank:
     magnitude ``w · mean_i (λ_i^real − λ_i^fake)²`` and structure ``−Σ_i λ̂_i^real ⟨v_i^fake, v_i^real⟩``,
     λ̂ the real eigenvalues scaled to [0, 1] by their min and max. Eigenvector signs are left as
@@ -76,15 +77,17 @@ class GDPP(MinimaxGAN):
     G descends ½ (−log D(G(z)) + magnitude + structure) (``gen_loss = 0.5 * (gen_loss +
     diversity_loss)``), D its usual loss. The real features are targets (no gradient reaches D).
 
-    Where bench differs: bench alternates a D step and a G step, each on its own noise, where the
-    code updates both at once on one batch; the real batch of G's step is a fresh one.
+    Where bench differs: by default bench alternates a D step and a G step, each on its own draws,
+    where the code updates both at once on one batch; ``--set gdpp.updates=simultaneous`` trains as
+    the code does (both gradients at the same weights, one real and one noise batch).
     """
     batchable = False  # its eigendecomposition Function has no vmap rule; G's loss draws data
     constraints = {**MinimaxGAN.constraints, "eigenvalue_weight": Real(min=0)}
 
-    def __init__(self, d_steps: int = 1, pack: int = 1, eigenvalue_weight: float = 1e-4):
+    def __init__(self, d_steps: int = 1, pack: int = 1, eigenvalue_weight: float = 1e-4,
+                 updates: str = "alternating"):
         """eigenvalue_weight: the weight of the eigenvalue (magnitude) term (the code's 1e-4)."""
-        super().__init__(d_steps, pack)
+        super().__init__(d_steps, pack, updates)
         self.eigenvalue_weight = eigenvalue_weight
 
     @staticmethod

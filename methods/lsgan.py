@@ -18,11 +18,12 @@ class LeastSquaresGAN(MinimaxGAN):
     constraints = {**MinimaxGAN.constraints, "a": Real(), "b": Real(), "c": Real()}
     recommended = {"lr": 2e-4, "betas": (0.5, 0.999), "d_steps": 1, "batch_size": 64}
 
-    def __init__(self, d_steps: int = 1, pack: int = 1, a: float = 0.0, b: float = 1.0, c: float = 1.0):
+    def __init__(self, d_steps: int = 1, pack: int = 1, a: float = 0.0, b: float = 1.0, c: float = 1.0,
+                 updates: str = "alternating"):
         """a, b: D's targets for generated and real samples; c: what G wants D to say of its samples."""
         if a == b:
             raise ValueError(f"a and b must differ (D's targets for fake and real); got a = b = {a}")
-        super().__init__(d_steps, pack)
+        super().__init__(d_steps, pack, updates)
         self.a, self.b, self.c = a, b, c
 
     # D's output is used as is (no sigmoid): a regression onto the targets.

@@ -32,13 +32,13 @@ class MMDGAN(MinimaxGAN):
 
     def __init__(self, d_steps: int = 1, pack: int = 1, features: int = 16, kernel: str = "gaussian",
                  bandwidths=(1.0, 2.0, 4.0, 8.0, 16.0), estimator: str = "biased", clip: float | None = None,
-                 backend: str = "auto"):
+                 backend: str = "auto", updates: str = "alternating"):
         """features: the critic's output dimension (the kernel's feature space); clip: weight
         clipping bound (none: no clipping); kernel, bandwidths, estimator, backend: as in gmn.
         The MMD backend of the last step is ``backend_used_``."""
         if backend == "geomloss" and estimator != "biased":
             raise ValueError("backend=geomloss computes the biased estimator only; add estimator=biased")
-        super().__init__(d_steps, pack)
+        super().__init__(d_steps, pack, updates)
         self.features, self.kernel, self.bandwidths = features, kernel, bandwidths
         self.estimator, self.clip, self.backend = estimator, clip, backend
         self.backend_used_ = None

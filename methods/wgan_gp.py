@@ -19,9 +19,9 @@ class WassersteinGP(MinimaxGAN):
     constraints = {**MinimaxGAN.constraints, "gp_weight": Real(min=0)}
     recommended = {"lr": 1e-4, "betas": (0.0, 0.9), "d_steps": 5, "batch_size": 64}
 
-    def __init__(self, d_steps: int = 1, pack: int = 1, gp_weight: float = 10.0):
+    def __init__(self, d_steps: int = 1, pack: int = 1, gp_weight: float = 10.0, updates: str = "alternating"):
         """gp_weight: λ, the weight of the gradient penalty (eq. 3 of the paper)."""
-        super().__init__(d_steps, pack)
+        super().__init__(d_steps, pack, updates)
         self.gp_weight = gp_weight
 
     # D is a critic: its output is a real score, no sigmoid.

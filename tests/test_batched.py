@@ -55,7 +55,9 @@ def test_each_seed_starts_from_its_own_run_and_draws_its_own_streams():
 
 @pytest.mark.parametrize("method,options,arch", [("gan", {}, "mlp"), ("nsgan", {"d_steps": 2}, "mlp"),
                                                  ("lsgan", {}, "mlp"), ("hinge", {"pack": 2}, "mlp"),
-                                                 ("nsgan", {"pack": 2}, "pacgan-mlp")])
+                                                 ("nsgan", {"pack": 2}, "pacgan-mlp"),
+                                                 ("nsgan", {"updates": "simultaneous"}, "mlp"),
+                                                 ("gan", {"updates": "simultaneous", "pack": 2}, "pacgan-mlp")])
 def test_batched_step_is_step(method, options, arch):
     """A group of one through the vmapped step equals the run's own step bit for bit (unpacked: a
     packed input's reshaped product sums in another order); three seeds stay within rounding of

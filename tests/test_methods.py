@@ -111,3 +111,35 @@ def test_gmn_keeps_learned_bandwidths_and_backend_apart_from_its_settings():
     energy = METHODS.create("gmn", kernel="energy")
     energy.step(nets, real)
     assert energy.bandwidths_ is None and energy.options()["kernel"] == "energy"
+
+
+def _one_step(name, updates, d_lr, **options):
+    nets, real = _nets(True, d_lr=d_lr), _real()
+    nets.g_opt = torch.optim.SGD(nets.generator.parameters(), lr=0.1)
+    draws = {"real": 0}
+
+    def counted():
+        draws["real"] += 1
+        return real()
+    METHODS.create(name, updates=updates, **options).step(nets, counted)
+    return [p.detach().clone() for p in nets.generator.parameters()], draws["real"]
+
+
+@pytest.mark.parametrize("name,options", [("nsgan", {}), ("gdpp", {}), ("wgan-gp", {"gp_weight": 1.0})])
+def test_simultaneous_updates_take_both_gradients_before_either_step(name, options):
+    """Under simultaneous updates G's step reads D's weights before D's step, so G ends the same
+    whether D's step moved D or not, and one real batch serves both (GDPP's real features too);
+    alternating updates, where G answers the updated D, are the control that shows the test can fail."""
+    moved, drawn = _one_step(name, "simultaneous", d_lr=0.5, **options)
+    still, _ = _one_step(name, "simultaneous", d_lr=0.0, **options)
+    assert drawn == 1 and all(torch.equal(a, b) for a, b in zip(moved, still))
+    moved, _ = _one_step(name, "alternating", d_lr=0.5, **options)
+    still, _ = _one_step(name, "alternating", d_lr=0.0, **options)
+    assert not all(torch.equal(a, b) for a, b in zip(moved, still))
+
+
+def test_simultaneous_updates_refuse_several_discriminator_steps():
+    with pytest.raises(BenchError, match=r"updates=simultaneous takes one D step per G step \(d_steps=1\); got d_steps=2"):
+        METHODS.create("nsgan", updates="simultaneous", d_steps=2)
+    with pytest.raises(BenchError, match="updates takes one of alternating, simultaneous; got 'both'"):
+        METHODS.create("gan", updates="both")
