@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=Path("results"))
     report.add_argument("--plugin", action="append", default=[], metavar="FILE_OR_MODULE", help=plugin_help)
     report.add_argument("--html", action="store_true", help=html_help)
+    report.add_argument("--against", type=Path, metavar="FOLDER",
+                        help="another results folder (its report built): set its pairwise verdicts beside this "
+                             "one's, each survived, reversed, vanished or new, in OUT/changes.md")
 
     export = sub.add_parser("export", help="stored runs into TensorBoard or MLflow, without retraining",
                             description="Reads the records under OUT and writes every run's evaluation history "
@@ -236,10 +239,13 @@ def cmd_run(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from bench import report
+    from bench import changes, report
+    before = changes.load_comparison(args.against) if args.against else None  # a bad folder stops before writing
     built = report.build(args.out)
     if args.html:
         print(f"html: {report.write_html(built, args.out)}")
+    if before is not None:
+        print("\n" + changes.write(changes.verdict_changes(before, built.comparison), args.against, args.out))
 
 
 def cmd_export(args) -> None:

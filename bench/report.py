@@ -248,7 +248,7 @@ def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _outcome(significant, a_better) -> int:
+def outcome(significant, a_better) -> int:
     """A test's outcome: +1 A significantly better, −1 B significantly better, 0 no significant difference."""
     return 0 if not significant else (1 if a_better > 0.5 else -1)
 
@@ -298,13 +298,13 @@ def with_stability(comparison: pd.DataFrame, snapshots: dict) -> pd.DataFrame:
     if not late:
         return comparison
     late = pd.concat(late, ignore_index=True)
-    late["outcome"] = [_outcome(s, w) for s, w in zip(late["significant"], late["p_a_beats_b"])]
+    late["outcome"] = [outcome(s, w) for s, w in zip(late["significant"], late["p_a_beats_b"])]
     by_test = dict(list(late.groupby(key, sort=False)))
     for i, row in comparison.iterrows():
         mine = by_test.get(tuple(row[key]))
         if mine is None or row["verdict"].startswith("cannot be significant"):
             continue
-        final = _outcome(row["significant"], row["p_a_beats_b"])
+        final = outcome(row["significant"], row["p_a_beats_b"])
         holds, of = int((mine["outcome"] == final).sum()), len(mine)
         span = f"steps {mine['step'].min():,}–{mine['step'].max():,}"
         comparison.loc[i, ["holds", "holds_of", "late_steps"]] = holds, of, span
