@@ -26,6 +26,9 @@ NOTE = ("Each pairwise test (Wilcoxon or Mann-Whitney, Holm-corrected within eac
         "test gave that study's verdict.")
 
 
+COLUMNS = ["dataset", "a", "b", "metric", "significant", "p_a_beats_b", "p_holm"]  # what is read of a comparison
+
+
 def load_comparison(folder: Path) -> pd.DataFrame:
     """A results folder's pairwise tests (its ``comparison.csv``), or a clear error."""
     path = Path(folder) / "comparison.csv"
@@ -34,10 +37,12 @@ def load_comparison(folder: Path) -> pd.DataFrame:
                          f"(python -m bench report --out {folder})")
     try:
         table = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+    except pd.errors.EmptyDataError:  # a study of one variant per table has no pairwise tests
+        return pd.DataFrame(columns=COLUMNS)
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
         raise BenchError(f"--against {folder}: comparison.csv cannot be read ({err}); rebuild it with "
                          f"python -m bench report --out {folder}") from None
-    missing = {"dataset", "a", "b", "metric", "significant", "p_a_beats_b", "p_holm"} - set(table)
+    missing = set(COLUMNS) - set(table)
     if missing and len(table):
         raise BenchError(f"--against {folder}: comparison.csv lacks {', '.join(sorted(missing))}; rebuild it with "
                          f"python -m bench report --out {folder}")
@@ -125,11 +130,12 @@ def _p(p) -> str:
     return "" if p is None or pd.isna(p) else f" (Holm p = {p:.2g})"
 
 
-def changes_markdown(changes: pd.DataFrame, before: Path, after: Path) -> str:
-    """The changed and surviving verdicts as a table, with a count of the tests significant in neither."""
+def changes_markdown(changes: pd.DataFrame, before: Path, after: Path, why_none: str = "") -> str:
+    """The changed and surviving verdicts as a table, with a count of the tests significant in neither;
+    ``why_none``: why there is nothing to compare, when ``changes`` is empty (:func:`why_nothing`)."""
     lines = [f"# Verdicts of {after} against {before}", ""]
     if changes.empty:
-        return "\n".join(lines + ["No table of the two studies shares a dataset: nothing to set side by side.", ""])
+        return "\n".join(lines + [f"No pairwise test to set side by side: {why_none}", ""])
     shown = changes[changes["change"] != "neither"]
     counts = changes["change"].value_counts()
     lines += [", ".join(f"{counts[c]} {c}" for c in [*CHANGES, "only before", "only after"] if c in counts)
@@ -138,18 +144,35 @@ def changes_markdown(changes: pd.DataFrame, before: Path, after: Path) -> str:
         table = pd.DataFrame({
             "table": shown["dataset"], "verdict": [f"{a} vs {b}, {m}" for a, b, m in
                                                    zip(shown["a"], shown["b"], shown["metric"])],
-            str(before): [s + _p(p) + (f", held {h}" if h else "") for s, p, h in
+            f"before: {before}": [s + _p(p) + (f", held {h}" if h else "") for s, p, h in
                           zip(shown["before"], shown["p_holm_before"], shown["held_before"])],
-            str(after): [s + _p(p) + (f", held {h}" if h else "") for s, p, h in
+            f"after: {after}": [s + _p(p) + (f", held {h}" if h else "") for s, p, h in
                          zip(shown["after"], shown["p_holm_after"], shown["held_after"])],
             "change": shown["change"]})
         lines += [table.to_markdown(index=False), ""]
     return "\n".join(lines + [NOTE, ""])
 
 
-def write(changes: pd.DataFrame, before: Path, out: Path) -> str:
-    """OUT/changes.md and OUT/changes.csv, both or neither; returns what to print."""
-    text = changes_markdown(changes, before, out)
+def why_nothing(before: pd.DataFrame, after: pd.DataFrame) -> str:
+    """Why two comparison tables give no test to set side by side."""
+    if before.empty or after.empty:
+        empty = " and ".join(side for side, t in (("the other study", before), ("this study", after)) if t.empty)
+        return f"{empty} has no pairwise test (one variant per table)."
+    old, new = list(dict.fromkeys(before["dataset"])), list(dict.fromkeys(after["dataset"]))
+    if not {_dataset(t) for t in old} & {_dataset(t) for t in new}:
+        return f"no dataset in common (this study: {', '.join(new)}; the other: {', '.join(old)})."
+    return (f"tables of a shared dataset cannot be paired: a folder holds several of it and no two labels are the "
+            f"same (this study: {', '.join(new)}; the other: {', '.join(old)}).")
+
+
+def write(before: pd.DataFrame, after: pd.DataFrame, before_folder: Path, out: Path) -> str:
+    """The verdict changes from ``before``'s tests to ``after``'s in OUT/changes.md and OUT/changes.csv,
+    both or neither; returns what to print."""
+    changes = verdict_changes(before, after)
+    text = changes_markdown(changes, before_folder, out, "" if len(changes) else why_nothing(before, after))
+    unpaired = sorted(set(after["dataset"]) - set(changes["dataset"])) if len(after) else []
+    if unpaired and len(changes):
+        text += f"\nNot set side by side (no counterpart in {before_folder}): {', '.join(unpaired)}.\n"
     staged = files.Staged()
     staged.add(Path(out) / "changes.md", text.encode())
     staged.add(Path(out) / "changes.csv", changes.to_csv(index=False).encode())

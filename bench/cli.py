@@ -245,7 +245,7 @@ def cmd_report(args) -> None:
     if args.html:
         print(f"html: {report.write_html(built, args.out)}")
     if before is not None:
-        print("\n" + changes.write(changes.verdict_changes(before, built.comparison), args.against, args.out))
+        print("\n" + changes.write(before, built.comparison, args.against, args.out))
 
 
 def cmd_export(args) -> None:

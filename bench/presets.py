@@ -194,7 +194,8 @@ class GDPPToy(Preset):
     this one); WGAN-GP and GDPP were run with this code. Neither gives a spread (5 runs).
 
     Where bench differs: bench alternates a D step and a G step (each on its own noise), where the
-    code updates both at once from one batch (one ``sess.run``).
+    code updates both at once from one batch (one ``sess.run``); ``--set NAME.updates=simultaneous``
+    trains as the code does (studies/gdpp-toy-simultaneous.toml).
     """
     settings = {d: dict(steps=25_000, batch_size=512, lr=1e-3, noise="gaussian", noise_dim=256, arch="gdpp-mlp",
                         width=128, depth=2, eval_points=25) for d in TOY}

@@ -37,8 +37,7 @@ def dpp_kernel_eigen(features: torch.Tensor):
     return _SymmetricEig.apply(unit @ unit.T)
 
 
-def gdpp_terms(fake_features: torch.Tensor, real_features: torch.Tensor, eigenvalue_weight: float = 1e-4,
-                 updates: str = "alternating"):
+def gdpp_terms(fake_features: torch.Tensor, real_features: torch.Tensor, eigenvalue_weight: float = 1e-4):
     """GDPP's two terms (the code's ``compute_diversity_loss``), eigenpairs matched by rank:
     magnitude ``w · mean_i (λ_i^real − λ_i^fake)²`` and structure ``−Σ_i λ̂_i^real ⟨v_i^fake, v_i^real⟩``,
     λ̂ the real eigenvalues scaled to [0, 1] by their min and max. Eigenvector signs are left as

@@ -60,3 +60,19 @@ def test_report_against_another_folder_writes_the_changes_and_a_bad_folder_write
     assert len(changes) == len(pd.read_csv(out / "comparison.csv")) > 0
     assert set(changes["change"]) <= {"survived", "neither"}  # a study against itself changes nothing
     assert "# Verdicts of" in (out / "changes.md").read_text() and "changes:" in capsys.readouterr().out
+
+
+def test_nothing_to_compare_says_why(tmp_path):
+    from bench.changes import changes_markdown, load_comparison, why_nothing
+    (tmp_path / "comparison.csv").write_text("\n")  # what a report of one variant per table writes
+    one_variant = load_comparison(tmp_path)
+    toy = _tests([("ring8 · quick", "gan", "gmn", "mmd2", True, 1.0, 0.02)])
+    assert one_variant.empty and verdict_changes(one_variant, toy).empty
+    assert why_nothing(one_variant, toy) == "the other study has no pairwise test (one variant per table)."
+    mnist = _tests([("mnist · quick", "gan", "gmn", "fd", True, 1.0, 0.02)])
+    assert why_nothing(mnist, toy).startswith("no dataset in common (this study: ring8 · quick; the other: mnist")
+    two = _tests([("ring8 · quick", "gan", "gmn", "mmd2", True, 1.0, 0.02),
+                  ("ring8 · quick · recommended", "gan", "gmn", "mmd2", True, 1.0, 0.02)])
+    assert why_nothing(toy.assign(dataset="ring8 · standard"), two).startswith("tables of a shared dataset cannot")
+    same = changes_markdown(verdict_changes(toy, toy), tmp_path, tmp_path)  # a folder against itself: both columns
+    assert f"before: {tmp_path}" in same and f"after: {tmp_path}" in same
