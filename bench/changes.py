@@ -23,7 +23,7 @@ CHANGES = {  # (before, after) outcomes -> the change, in words
 NOTE = ("Each pairwise test (Wilcoxon or Mann-Whitney, Holm-corrected within each study's table, 5 %) as each "
         "study's own report gave it; tables are paired by dataset (by the whole label where a folder holds "
         "several tables of one dataset). held: at how many evaluations of the last third of training the "
-        "test gave that study's verdict.")
+        "test gave that study's verdict. " + "; ".join(f"{k}: {v}" for k, v in CHANGES.items()) + ".")
 
 
 COLUMNS = ["dataset", "a", "b", "metric", "significant", "p_a_beats_b", "p_holm"]  # what is read of a comparison
@@ -94,34 +94,32 @@ def _change(before: int, after: int) -> str:
     return "vanished" if before else "new"
 
 
+def _row(table, before_table, a, b, metric, theirs, mine) -> dict:
+    """One test of both studies (``theirs``/``mine`` None where a study lacks it) as a row of the changes."""
+    change = (_change(theirs["outcome"], mine["outcome"]) if theirs and mine
+              else "only after" if mine else "only before")
+    return {"dataset": table, "before_table": before_table, "a": a, "b": b,
+            "metric": METRICS[metric][0] if metric in METRICS else metric,
+            "before": _said(a, b, theirs["outcome"]) if theirs else "not tested",
+            "p_holm_before": theirs["p_holm"] if theirs else None, "held_before": theirs["held"] if theirs else "",
+            "after": _said(a, b, mine["outcome"]) if mine else "not tested",
+            "p_holm_after": mine["p_holm"] if mine else None, "held_after": mine["held"] if mine else "",
+            "change": change}
+
+
 def verdict_changes(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     """Every test of ``after`` whose table has a counterpart in ``before`` (:func:`paired_tables`),
     with both outcomes and the change; a test found on one side only says so."""
     old, new = _tests(before), _tests(after)
     pairs = paired_tables(list(dict.fromkeys(before["dataset"])) if len(before) else [],
                           list(dict.fromkeys(after["dataset"])) if len(after) else [])
-    rows = []
-    for (table, a, b, metric), mine in new.items():
-        if table not in pairs:
-            continue
-        theirs = old.get((pairs[table], a, b, metric))
-        change = _change(theirs["outcome"], mine["outcome"]) if theirs else "only after"
-        rows.append({"dataset": table, "before_table": pairs[table], "a": a, "b": b,
-                     "metric": METRICS[metric][0] if metric in METRICS else metric,
-                     "before": _said(a, b, theirs["outcome"]) if theirs else "not tested",
-                     "p_holm_before": theirs["p_holm"] if theirs else None,
-                     "held_before": theirs["held"] if theirs else "",
-                     "after": _said(a, b, mine["outcome"]), "p_holm_after": mine["p_holm"],
-                     "held_after": mine["held"], "change": change})
     matched = {(pairs[t], a, b, m) for (t, a, b, m) in new if t in pairs}
-    for (table, a, b, metric), theirs in old.items():
-        if table in pairs.values() and (table, a, b, metric) not in matched:
-            after_table = next(t for t, p in pairs.items() if p == table)
-            rows.append({"dataset": after_table, "before_table": table, "a": a, "b": b,
-                         "metric": METRICS[metric][0] if metric in METRICS else metric,
-                         "before": _said(a, b, theirs["outcome"]), "p_holm_before": theirs["p_holm"],
-                         "held_before": theirs["held"], "after": "not tested", "p_holm_after": None,
-                         "held_after": "", "change": "only before"})
+    rows = [_row(table, pairs[table], a, b, metric, old.get((pairs[table], a, b, metric)), mine)
+            for (table, a, b, metric), mine in new.items() if table in pairs]
+    after_of = {p: t for t, p in pairs.items()}
+    rows += [_row(after_of[table], table, a, b, metric, theirs, None)
+             for (table, a, b, metric), theirs in old.items()
+             if table in after_of and (table, a, b, metric) not in matched]
     return pd.DataFrame(rows, columns=["dataset", "before_table", "a", "b", "metric", "before", "p_holm_before",
                                        "held_before", "after", "p_holm_after", "held_after", "change"])
 
