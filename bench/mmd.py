@@ -269,15 +269,50 @@ KEOPS_MIN_PAIRS = {"cpu": 20000 ** 2, "cuda": 2048 ** 2}
 CALIBRATION_VERSION = 1  # bump when the backends' code changes what the crossovers would be
 CALIBRATION_DIMS = {"cpu": (2, 8, 32), "cuda": (2, 16, 64, 256)}
 ENV_NO_CALIBRATION = "BENCH_NO_CALIBRATION"  # set (to anything) to ignore stored calibrations
+MEMINFO, CGROUP = Path("/proc/meminfo"), Path("/sys/fs/cgroup")  # where free_bytes reads the CPU's room
 
 
 def free_bytes(device: torch.device) -> int:
+    """Memory a new allocation can use on ``device``. On CPU this is the kernel's MemAvailable
+    (free pages plus reclaimable cache), capped by a cgroup limit: the free pages alone shrink
+    to almost nothing once the page cache fills, which made `auto` flip backends from one call
+    to the next and a seed stop fixing a run."""
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
+    available = _meminfo_available()
+    limit = _cgroup_room()
+    if available is None and limit is None:
+        return 4 << 30
+    return min(v for v in (available, limit) if v is not None)
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open(MEMINFO) as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
-        return 4 << 30
+        return None
+
+
+def _cgroup_room() -> int | None:
+    """What a cgroup v2 memory limit leaves (its inactive page cache counted as room, as MemAvailable
+    counts it), or None where there is no limit."""
+    root = CGROUP
+    try:
+        limit = (root / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        used = int((root / "memory.current").read_text())
+        stat = dict(line.split() for line in (root / "memory.stat").read_text().splitlines())
+        return max(int(limit) - used + int(stat.get("inactive_file", 0)), 0)
+    except (OSError, ValueError):
+        return None
 
 
 def device_kind(device) -> str:

@@ -141,7 +141,25 @@ def calibrated(monkeypatch):
     """auto follows a calibration that sends D ≤ 4 to keops from N = 100 (no file, no timing)."""
     rules = [{"max_dim": 4, "keops_min_n": 100, "how": "test"}, {"max_dim": 32, "keops_min_n": None, "how": "test"}]
     monkeypatch.setattr(mmd, "stored_calibration", lambda kind, dtype: (rules, "test"))
+    monkeypatch.setattr(mmd, "free_bytes", lambda device: 1 << 40)  # dense fits, on any machine
     return rules
+
+
+def test_free_memory_counts_the_reclaimable_page_cache_and_a_cgroup_limit(tmp_path, monkeypatch):
+    # a machine whose page cache has filled: 0.2 GiB free pages but 20 GiB available
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:          200000 kB\nMemAvailable:   20000000 kB\n")
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    monkeypatch.setattr(mmd, "MEMINFO", meminfo)
+    monkeypatch.setattr(mmd, "CGROUP", cgroup)
+    assert mmd.free_bytes(torch.device("cpu")) == 20000000 * 1024  # no cgroup files: MemAvailable
+    (cgroup / "memory.max").write_text("max\n")
+    assert mmd.free_bytes(torch.device("cpu")) == 20000000 * 1024
+    (cgroup / "memory.max").write_text(f"{8 << 30}\n")
+    (cgroup / "memory.current").write_text(f"{7 << 30}\n")
+    (cgroup / "memory.stat").write_text(f"anon 1000\ninactive_file {2 << 30}\n")
+    assert mmd.free_bytes(torch.device("cpu")) == 3 << 30  # 8 - 7 + 2 GiB of reclaimable cache
 
 
 def test_auto_runs_keops_and_blocked_with_their_numbers(calibrated, monkeypatch):
