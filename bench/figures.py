@@ -169,8 +169,15 @@ def set_value_scale(ax, values: np.ndarray) -> None:
 
 def points_by_index(g: pd.DataFrame, metric: str) -> list[tuple]:
     """(mean step, mean, CI low, CI high) at each evaluation: seeds of a step budget evaluate at the
-    same steps, so the i-th evaluations of all seeds belong together."""
-    return [(p["step"].mean(), *stats.mean_ci(p[metric].dropna().tolist())) for _, p in g.groupby("point")]
+    same steps, so the i-th evaluations of all seeds belong together. A seed stopped early
+    (``--patience``) holds its last evaluation, as in the tables and tests: otherwise the mean past
+    its stop would be over the seeds still training only, and its band over one or two of them."""
+    wide = g.pivot(index="point", columns="seed", values=metric)
+    last = g.groupby("seed")["point"].max()
+    for seed in wide.columns:
+        wide.loc[wide.index > last[seed], seed] = wide.at[last[seed], seed]
+    steps = g.groupby("point")["step"].mean()
+    return [(steps[i], *stats.mean_ci(row.dropna().tolist())) for i, row in wide.iterrows()]
 
 
 def points_in_time(g: pd.DataFrame, metric: str, n: int = 40) -> list[tuple]:
@@ -204,6 +211,7 @@ def plot_curves(hist: pd.DataFrame, table: str, path: Path, staged: files.Staged
     rows_ = -(-len(metrics) // cols)
     fig, axes = plt.subplots(rows_, cols, figsize=(3.5 * cols, 3.0 * rows_), squeeze=False)
     few = h.groupby("variant")["seed"].nunique().max() <= FEW_SEEDS
+    held = x == "step" and (h.groupby(["variant", "seed"])["point"].max().groupby("variant").nunique() > 1).any()
     for ax, metric in zip(axes.flat, metrics):
         for variant, g in h.groupby("variant", sort=False):
             points = (points_by_index(g, metric) if x == "step" else points_in_time(g, metric)) or [(0.0, *[np.nan] * 3)]
@@ -224,7 +232,8 @@ def plot_curves(hist: pd.DataFrame, table: str, path: Path, staged: files.Staged
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"{table}: every metric against {CURVE_AXES[x]} (mean over seeds"
                  + (", each seed interpolated to common times, up to the time every seed reached" if x != "step" else "")
-                 + ("; thin lines: each seed)" if few else "; 95 % CI band)"), fontsize=10)
+                 + ("; thin lines: each seed" if few else "; 95 % CI band")
+                 + ("; a seed stopped early holds its last value)" if held else ")"), fontsize=10)
     fig.tight_layout()
     save_figure(fig, path, 100, staged)
     return True

@@ -163,3 +163,13 @@ def test_curves_in_time_average_the_seeds_at_the_same_training_second():
     assert times[-1] == 2.0  # up to the time every seed reached, not seed 1's 4 s
     assert means == pytest.approx([t * 0.75 for t in times])  # (t + t/2) / 2
     assert figures.points_in_time(g.assign(mmd2=np.nan), "mmd2") == []
+
+
+def test_a_learning_curve_holds_a_seed_stopped_early_at_its_last_evaluation():
+    """Past a seed's early stop the curve's mean is still over every seed (the stopped one at its last
+    value, as the tables and tests count it), not over the seeds still training alone."""
+    g = pd.DataFrame({"seed": [0, 0, 0, 1, 1], "step": [0, 10, 20, 0, 10], "hq": [0.0, 50.0, 60.0, 0.0, 90.0]})
+    g = g.assign(point=g.groupby("seed").cumcount())
+    points = figures.points_by_index(g, "hq")
+    assert [p[0] for p in points] == [0, 10, 20]
+    assert [p[1] for p in points] == [0.0, 70.0, 75.0]   # step 20: seed 0 at 60, seed 1 held at 90
