@@ -172,10 +172,7 @@ def points_by_index(g: pd.DataFrame, metric: str) -> list[tuple]:
     same steps, so the i-th evaluations of all seeds belong together. A seed stopped early
     (``--patience``) holds its last evaluation, as in the tables and tests: otherwise the mean past
     its stop would be over the seeds still training only, and its band over one or two of them."""
-    wide = g.pivot_table(index="point", columns="seed", values=metric, aggfunc="mean", dropna=False)
-    last = g.groupby("seed")["point"].max()
-    for seed in wide.columns:
-        wide.loc[wide.index > last[seed], seed] = wide.at[last[seed], seed]
+    wide = stats.held_grid(g, "point", ["seed"], metric)
     steps = g.groupby("point")["step"].mean()
     return [(steps[i], *stats.mean_ci(row.dropna().tolist())) for i, row in wide.iterrows()]
 

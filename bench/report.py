@@ -135,13 +135,7 @@ def summary_table(runs: pd.DataFrame) -> pd.DataFrame:
 def aligned(history: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One metric of one table's finished runs as steps × (variant, seed); a run stopped early
     (``--patience``) holds its last evaluation at the later steps, as the final table holds it."""
-    values = pd.to_numeric(history[metric], errors="coerce")
-    wide = values.set_axis(pd.MultiIndex.from_frame(history[["step", "variant", "seed"]])).unstack(
-        ["variant", "seed"]).sort_index()
-    last = history.groupby(["variant", "seed"])["step"].max()
-    for col in wide.columns:
-        wide.loc[wide.index > last[col], col] = wide.at[last[col], col]
-    return wide
+    return stats.held_grid(history, "step", ["variant", "seed"], metric)
 
 
 def late_frames(history: pd.DataFrame) -> dict[str, dict[str, pd.DataFrame]]:

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
@@ -31,6 +32,19 @@ def mean_ci(values, level: float = LEVEL) -> tuple[float, float, float]:
         return mean, mean, mean
     lo, hi = stats.t.interval(level, len(x) - 1, loc=mean, scale=sem)
     return mean, float(lo), float(hi)
+
+
+def held_grid(frame: pd.DataFrame, index: str, columns: list[str], metric: str) -> pd.DataFrame:
+    """``metric`` of several histories (the rows of ``frame``) as ``index`` × ``columns``; a history
+    stopped early (``--patience``) holds its last evaluation at the later ``index`` values, as the final
+    tables hold it, so a mean over a row is over every history, not over those still running. Rows that
+    share a cell are averaged."""
+    values = frame.assign(**{metric: pd.to_numeric(frame[metric], errors="coerce")})
+    wide = values.groupby([index, *columns])[metric].mean().unstack(columns).sort_index()
+    last = frame.groupby(columns)[index].max()
+    for col in wide.columns:
+        wide.loc[wide.index > last[col], col] = wide.at[last[col], col]
+    return wide
 
 
 def format_p(p: float) -> str:
