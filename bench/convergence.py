@@ -72,6 +72,29 @@ def metric_trend(steps, values, resolution: Callable[[], float | None] | None = 
     return {"converged": bool(abs(drift) <= allowed), **out, "allowed": allowed}
 
 
+def mean_trend(trends: list[dict], resolution: Callable[[], float | None] | None = None) -> dict:
+    """The rule applied to the mean over seeds of runs that stopped at different steps, from each
+    run's :func:`metric_trend` over its own last third: the drift is the mean of their drifts, the
+    noise its standard error over seeds (how much the runs' drifts scatter from seed to seed, over
+    √seeds), the level the mean of their levels, the resolution ``resolution()`` over √seeds. (With
+    one grid of steps for every run the mean of the drifts is the drift of the mean: least squares
+    is linear.)"""
+    if not trends or any(t["converged"] is None for t in trends):
+        return {"converged": None, "seeds": len(trends), "why": "a run too short to judge"}
+    if any("drift" not in t for t in trends):
+        return {"converged": False, "seeds": len(trends), "why": "a missing or infinite value in a run's window"}
+    drifts = np.array([t["drift"] for t in trends])
+    n = len(drifts)
+    noise = float(drifts.std(ddof=1) / math.sqrt(n)) if n > 1 else trends[0]["noise"]
+    drift, level = float(drifts.mean()), float(np.mean([t["level"] for t in trends]))
+    allowed = max(NOISE_FACTOR * noise, RELATIVE * level)
+    out = {"seeds": n, "drift": drift, "noise": noise, "level": level}
+    if abs(drift) > allowed and resolution is not None and (floor := resolution()) is not None:
+        out["resolution"] = floor / math.sqrt(n)
+        allowed = max(allowed, RESOLUTION_FACTOR * out["resolution"])
+    return {"converged": bool(abs(drift) <= allowed), **out, "allowed": allowed}
+
+
 def verdict(history: list[dict], tracked, status: str = "ok",
             resolution: Callable[[], dict[str, float]] | None = None) -> dict:
     """A run's convergence verdict from its evaluation history (the record's ``history``): whether

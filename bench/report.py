@@ -8,6 +8,7 @@ import html
 import itertools
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -138,33 +139,55 @@ def aligned(history: pd.DataFrame, metric: str) -> pd.DataFrame:
     return stats.held_grid(history, "step", ["variant", "seed"], metric)
 
 
-def late_frames(history: pd.DataFrame) -> dict[str, dict[str, pd.DataFrame]]:
-    """Per table, each metric as (evaluation of the last third of training) × (variant, seed)
-    (:func:`aligned`); only tables whose step-budget runs share one grid of evaluations and hold at
-    least convergence.MIN_POINTS of them in their last third (wall-clock runs share no steps)."""
+OWN_ENDS = "each run's own last third"  # how the late steps of runs that stopped apart say so
+
+
+class Late(NamedTuple):
+    """The late evaluations of one table that its stability and mean trends read."""
+    frames: dict[str, pd.DataFrame]  # per metric: evaluation × (variant, seed), rows named by step
+    steps: str                       # which evaluations, in words ("steps 20,000–30,000")
+    own_ends: bool = False           # the runs stopped at different steps: each read over its own last third
+
+
+def late_frames(history: pd.DataFrame) -> dict[str, Late]:
+    """Per table, the evaluations of the last third of training, each metric as evaluation ×
+    (variant, seed); only tables whose step-budget runs share one grid of evaluations and hold at
+    least convergence.MIN_POINTS of them in their last third (wall-clock runs share no steps).
+    Runs that stopped at different steps (``--patience``) are each read over their own last third, at
+    the points nearest the fractions of it where the shortest run's evaluations lie (rows named by its
+    steps; :func:`bench.stats.scaled_grid`): holding a run that stopped at 26,000 steps at its last
+    value through the 64,000–96,000 of the longest would make every late test repeat the final one."""
     out = {}
     if history.empty or "step" not in history:
         return out
     metrics = [k for k in METRICS if k in history]
     for dataset, g in history.groupby("dataset", sort=False):
-        per_run = [set(r["step"]) for _, r in g.groupby(["variant", "seed"])]
-        longest = max(per_run, key=max)
-        if any(not steps <= longest for steps in per_run):  # steps that are not one grid: wall-clock runs
+        per_run = [sorted(set(r["step"])) for _, r in g.groupby(["variant", "seed"])]
+        longest, shortest = max(per_run, key=max), min(per_run, key=max)
+        if any(not set(steps) <= set(longest) for steps in per_run):  # not one grid: wall-clock runs
             continue
-        last = max(longest)
-        steps = sorted(x for x in longest if x >= convergence.window_start(last))
-        if last > 0 and len(steps) >= convergence.MIN_POINTS:
-            out[dataset] = {k: aligned(g, k).loc[steps] for k in metrics}
+        last = shortest[-1]
+        steps = [x for x in shortest if x >= convergence.window_start(last)]
+        if last <= 0 or len(steps) < convergence.MIN_POINTS:
+            continue
+        if last == longest[-1]:
+            out[dataset] = Late({k: aligned(g, k).loc[steps] for k in metrics}, f"steps {steps[0]:,}–{steps[-1]:,}")
+        else:
+            out[dataset] = Late({k: stats.scaled_grid(g, "step", ["variant", "seed"], k, steps) for k in metrics},
+                                f"{OWN_ENDS} read at {len(steps)} matching points (the runs stopped at "
+                                f"{last:,}–{longest[-1]:,} steps)", own_ends=True)
     return out
 
 
 def cell_trends(history: pd.DataFrame, tracked: dict, late: dict | None = None,
                 resolutions: dict | None = None) -> dict[tuple[str, str], str]:
     """Per (table, variant): what the seed mean still moved over the last third of training, by the
-    convergence rule applied to the mean over seeds at each evaluation (a step counts where every
-    finished seed has the metric; a seed stopped early holds its last value): e.g. "MMD² −12%" (the
-    drift as a share of the level; in absolute terms when the level is within noise of 0), "none",
-    or "–" when it cannot be judged (wall-clock budgets: seeds share no steps). The per-seed
+    convergence rule applied to the mean over seeds at each evaluation of :func:`late_frames` (an
+    evaluation counts where every finished seed has the metric), or, for runs that stopped at
+    different steps, to the mean of each run's own trend (:func:`bench.convergence.mean_trend`):
+    e.g. "MMD² −12%" (the drift as a share of the level; in absolute terms when the level is within
+    noise of 0), "none", or "–" when it cannot be judged (wall-clock budgets: seeds share no steps).
+    The per-seed
     verdicts (converged n/N) ask whether each run settled; this asks whether the cell's average,
     which the comparisons read, did. ``late``: :func:`late_frames` of ``history``, if made already.
     ``resolutions``: per table, a function giving its dataset's metric resolutions (the rule's floor,
@@ -175,23 +198,20 @@ def cell_trends(history: pd.DataFrame, tracked: dict, late: dict | None = None,
         return out
     late = late_frames(history) if late is None else late
     for dataset, variant in history[["dataset", "variant"]].drop_duplicates().itertuples(index=False):
-        frames = late.get(dataset)
-        if frames is None:
+        if dataset not in late:
             out[dataset, variant] = "–"
             continue
-        means = {k: frames[k][variant].mean(axis=1, skipna=False) for k in tracked.get(dataset, ())
-                 if k in frames and frames[k][variant].notna().any().any()}
-        mean_history = [{"step": step, **{k: None if pd.isna(m[step]) else float(m[step]) for k, m in means.items()}}
-                        for step in frames[next(iter(frames))].index]
         floor = (resolutions or {}).get(dataset)
-        seeds = frames[next(iter(frames))][variant].shape[1]
-        v = convergence.verdict(mean_history, list(means), "ok", floor and (
-            lambda floor=floor, seeds=seeds: {k: r / math.sqrt(seeds) for k, r in floor().items()}))
-        if v["converged"] is None:
+        if late[dataset].own_ends:
+            trends = _mean_of_own_trends(history[(history["dataset"] == dataset) & (history["variant"] == variant)],
+                                         tracked.get(dataset, ()), floor)
+        else:
+            trends = _trend_of_mean(late[dataset].frames, variant, tracked.get(dataset, ()), floor)
+        if trends is None:
             out[dataset, variant] = "–"
             continue
         moving = []
-        for k, m in v["metrics"].items():
+        for k, m in trends.items():
             if m["converged"]:
                 continue
             if "drift" not in m:
@@ -205,6 +225,34 @@ def cell_trends(history: pd.DataFrame, tracked: dict, late: dict | None = None,
 
 
 NOISE_LEVELS = 2  # a level within this many residual stds of 0 is shown as an absolute drift
+
+
+def _trend_of_mean(frames: dict, variant: str, tracked, floor) -> dict | None:
+    """Per tracked metric, the convergence rule's evidence for the mean over seeds at each late
+    evaluation (runs on one grid of steps); None when it cannot be judged."""
+    means = {k: frames[k][variant].mean(axis=1, skipna=False) for k in tracked
+             if k in frames and frames[k][variant].notna().any().any()}
+    mean_history = [{"step": step, **{k: None if pd.isna(m[step]) else float(m[step]) for k, m in means.items()}}
+                    for step in frames[next(iter(frames))].index]
+    seeds = frames[next(iter(frames))][variant].shape[1]
+    v = convergence.verdict(mean_history, list(means), "ok", floor and (
+        lambda: {k: r / math.sqrt(seeds) for k, r in floor().items()}))
+    return None if v["converged"] is None else v["metrics"]
+
+
+def _mean_of_own_trends(history: pd.DataFrame, tracked, floor) -> dict | None:
+    """Per tracked metric, :func:`bench.convergence.mean_trend` of one cell's runs, each over its own
+    last third (runs that stopped at different steps); None when it cannot be judged."""
+    runs = [r.sort_values("step").to_dict("records") for _, r in history.groupby("seed")]
+    out = {}
+    for k in tracked:
+        if not any(h.get(k) is not None and not pd.isna(h[k]) for run in runs for h in run):
+            continue  # a metric these runs never had
+        own = [convergence.verdict([{"step": h["step"], k: None if pd.isna(h.get(k)) else h[k]} for h in run],
+                                   [k])["metrics"].get(k) for run in runs]
+        own = [m or {"converged": False} for m in own]
+        out[k] = convergence.mean_trend(own, floor and (lambda k=k: floor().get(k)))
+    return None if not out or any(m["converged"] is None for m in out.values()) else out
 
 
 def comparison_table(runs: pd.DataFrame) -> pd.DataFrame:
@@ -247,34 +295,39 @@ def outcome(significant, a_better) -> int:
     return 0 if not significant else (1 if a_better > 0.5 else -1)
 
 
-def late_snapshots(history: pd.DataFrame, runs: pd.DataFrame,
-                   late: dict | None = None) -> dict[str, list[tuple[int, pd.DataFrame]]]:
-    """Per table, its runs as they stood at each evaluation of the last third of training: (step,
-    the runs table with each finished run's metrics at that step) pairs, in step order. Diverged and
-    failed runs stay in as they are, so the tests pair seeds exactly as the final table's do; a run
-    stopped early holds its last evaluation. Tables whose runs share no step grid (wall-clock budgets)
-    or hold fewer than convergence.MIN_POINTS evaluations in their last third get none.
+class Snapshots(NamedTuple):
+    """One table's runs as they stood at each late evaluation (:class:`Late`)."""
+    pairs: list[tuple[int, pd.DataFrame]]  # (evaluation, the runs table then), in order
+    steps: str                             # which evaluations (:class:`Late`)
+
+
+def late_snapshots(history: pd.DataFrame, runs: pd.DataFrame, late: dict | None = None) -> dict[str, Snapshots]:
+    """Per table, its runs as they stood at each late evaluation of :func:`late_frames` (the last
+    third of training; matching points of each run's own last third where runs stopped apart): the runs
+    table with each finished run's metrics then. Diverged and failed runs stay in as they are, so the
+    tests pair seeds exactly as the final table's do. Tables whose runs share no step grid (wall-clock
+    budgets) or hold fewer than convergence.MIN_POINTS late evaluations get none.
     ``late``: :func:`late_frames` of ``history``, if made already."""
     late = late_frames(history) if late is None else late
     out = {}
-    for dataset, frames in late.items():
+    for dataset, (frames, steps, _) in late.items():
         base = runs[runs["dataset"] == dataset].assign(converged=None)
         finished = base["status"] == "ok"
         keys = [key for key, ok in zip(zip(base["variant"], base["seed"]), finished) if ok]
-        snapshots = []
+        pairs = []
         for step in frames[next(iter(frames))].index:
             snap = base.copy()
             for k, table in frames.items():
                 if k in runs:
                     row = table.loc[step]
                     snap.loc[finished, k] = [row.get(key, math.nan) for key in keys]
-            snapshots.append((int(step), snap))
-        out[dataset] = snapshots
+            pairs.append((int(step), snap))
+        out[dataset] = Snapshots(pairs, steps)
     return out
 
 
-def with_stability(comparison: pd.DataFrame, snapshots: dict) -> pd.DataFrame:
-    """Each pairwise test redone at every evaluation of the last third of training (the same tests,
+def with_stability(comparison: pd.DataFrame, snapshots: dict[str, Snapshots]) -> pd.DataFrame:
+    """Each pairwise test redone at every late evaluation (:func:`late_snapshots`; the same tests,
     Holm over the same table): ``holds`` of ``holds_of`` evaluations gave the final verdict (the same
     winner, or no significant difference). A verdict that holds at only some of them is an artefact of
     where training stopped; the sentence says so (not for tests that cannot reach significance)."""
@@ -282,7 +335,7 @@ def with_stability(comparison: pd.DataFrame, snapshots: dict) -> pd.DataFrame:
         return comparison
     key = ["dataset", "a", "b", "metric"]
     late = []
-    for dataset, pairs in snapshots.items():
+    for dataset, (pairs, _) in snapshots.items():
         for step, runs in pairs:
             c = comparison_table(runs)
             if len(c):
@@ -300,10 +353,10 @@ def with_stability(comparison: pd.DataFrame, snapshots: dict) -> pd.DataFrame:
             continue
         final = outcome(row["significant"], row["p_a_beats_b"])
         holds, of = int((mine["outcome"] == final).sum()), len(mine)
-        span = f"steps {mine['step'].min():,}–{mine['step'].max():,}"
-        comparison.loc[i, ["holds", "holds_of", "late_steps"]] = holds, of, span
+        steps = snapshots[row["dataset"]].steps
+        comparison.loc[i, ["holds", "holds_of", "late_steps"]] = holds, of, steps
         comparison.loc[i, "verdict"] = (row["verdict"] + f" [the same verdict at {holds} of {of} evaluations of "
-                                        f"the last third of training, {span}]")
+                                        f"the last third of training, {steps}]")
     return comparison
 
 
@@ -458,8 +511,11 @@ def comparison_intro(g: pd.DataFrame) -> str:
     text = (f"{len(g)} tests ({g['test'].iloc[0].split(',')[0]} where seeds pair up, Mann-Whitney U otherwise), "
             f"Holm-Bonferroni corrected over the table; significant at 5 %: {int(g['significant'].sum())}.")
     if "holds" in g and g["holds"].notna().any():
-        text += (" Each test was redone at every evaluation of the last third of training: a verdict that held at "
-                 "only some of them depends on where training stopped.")
+        own = g["late_steps"].str.contains(OWN_ENDS, regex=False).any()
+        text += (" Each test was redone at every evaluation of the last third of training"
+                 + (" (the runs stopped at different steps: at matching points of each run's own last third)"
+                    if own else "")
+                 + ": a verdict that held at only some of them depends on where training stopped.")
     return text
 
 

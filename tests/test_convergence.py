@@ -157,3 +157,19 @@ def test_patience_must_be_a_positive_integer(tmp_path, capsys):
     from bench.cli import main
     assert main(["run", "--methods", "nsgan", "--patience", "0", "--out", str(tmp_path / "o")]) == 2
     assert "patience must be a positive integer" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_the_mean_of_runs_trends_moves_when_their_mean_drift_exceeds_its_standard_error():
+    """Drifts 1, 2, 3 (level 10): mean 2 against 2 × SE 2 × 1/√3 = 1.15 — moving; drifts −1, 2, 5: the
+    same mean against 2 × √3 = 3.46 — within the seeds' scatter. Near 0 the resolution over √seeds floors it."""
+    trend = lambda drift, level=10.0: {"converged": True, "drift": drift, "noise": 0.1, "level": level}
+    moving = convergence.mean_trend([trend(1), trend(2), trend(3)])
+    assert not moving["converged"] and moving["drift"] == pytest.approx(2)
+    assert moving["noise"] == pytest.approx(1 / math.sqrt(3))
+    assert convergence.mean_trend([trend(-1), trend(2), trend(5)])["converged"]
+    small = [trend(d, level=0.01) for d in (0.010, 0.012, 0.011)]
+    assert not convergence.mean_trend(small)["converged"]
+    floored = convergence.mean_trend(small, lambda: 0.02)  # 2 × 0.02 / √3 = 0.023 > 0.011
+    assert floored["converged"] and floored["resolution"] == pytest.approx(0.02 / math.sqrt(3))
+    assert convergence.mean_trend([trend(1), {"converged": None}])["converged"] is None
+    assert convergence.mean_trend([trend(1), {"converged": False}])["converged"] is False

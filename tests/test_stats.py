@@ -112,7 +112,7 @@ def test_stability_redoes_each_test_over_the_last_third_and_counts_where_the_ver
     last = history[history["step"] == 30]
     runs = _runs({v: last[last["variant"] == v]["mmd2"].tolist() for v in ("gmn", "gan", "nsgan")})
     snapshots = late_snapshots(history, runs)
-    assert [step for step, _ in snapshots["ring8 · quick"]] == [21, 24, 27, 30]
+    assert [step for step, _ in snapshots["ring8 · quick"].pairs] == [21, 24, 27, 30]
     comparison = with_stability(comparison_table(runs), snapshots).set_index(["a", "b"])
     flipped, steady = comparison.loc[("gmn", "gan")], comparison.loc[("gmn", "nsgan")]
     assert flipped["significant"] and flipped["p_a_beats_b"] < 0.5  # gan better at the end
@@ -153,16 +153,18 @@ def test_stability_keeps_the_final_pairing_carries_stopped_runs_and_skips_what_i
                  status={("gan", 7): "diverged"})
     history = history[~((history["variant"] == "gan") & (history["seed"] == 7))]  # a diverged run: no history row
     final = comparison_table(runs)
-    for _, snap in late_snapshots(history, runs)["ring8 · quick"]:  # the same pairs of seeds as the final test
+    for _, snap in late_snapshots(history, runs)["ring8 · quick"].pairs:  # the same pairs of seeds as the final test
         late = comparison_table(snap)
         assert (late["test"].iloc[0], late["n_a"].iloc[0]) == (final["test"].iloc[0], final["n_a"].iloc[0]) == (
             "Wilcoxon signed-rank, paired by seed", 7)
 
-    # gmn seed 0 stopped early (--patience) at step 21: it holds its last value at the later steps
-    stopped = history[~((history["variant"] == "gmn") & (history["seed"] == 0) & (history["step"] > 21))]
+    # gmn seed 0 stopped early (--patience) at step 27: each run is read over its own last third, the
+    # stopped one at steps 18-27, the others at the nearest matching points of steps 20-30
+    stopped = history[~((history["variant"] == "gmn") & (history["seed"] == 0) & (history["step"] > 27))]
     snaps = late_snapshots(stopped, runs)["ring8 · quick"]
-    assert [step for step, _ in snaps] == [21, 24, 27, 30]
-    assert all(snap.loc[(snap["variant"] == "gmn") & (snap["seed"] == 0), "mmd2"].item() == 0.1 for _, snap in snaps)
+    assert [step for step, _ in snaps.pairs] == [18, 21, 24, 27] and "each run's own last third" in snaps.steps
+    assert all(snap.loc[(snap["variant"] == "gmn") & (snap["seed"] == 0), "mmd2"].item() == 0.1
+               for _, snap in snaps.pairs)
 
     # wall-clock runs evaluate at steps of their own; 2 evaluations in the last third are too few
     shifted = pd.concat([history[history["variant"] == "gmn"],
@@ -195,3 +197,45 @@ def test_cell_trend_floors_a_mean_at_the_resolution_over_root_seeds():
     assert cell_trends(history, tracked, None, {"ring8 · quick": lambda: {"mmd2": 0.0004}})["ring8 · quick", "gmn"] != "none"
     assert cell_trends(history, tracked, None, {"ring8 · quick": lambda: {"mmd2": 0.001}})["ring8 · quick", "gmn"] == "none"
 
+
+
+def test_runs_that_stopped_apart_are_each_read_over_their_own_last_third():
+    """A run of 30 steps and one of 60, valued by their step: the late rows read the first at its last
+    third's evaluations (21-30) and the second at the same fractions of its own (42-60)."""
+    history = pd.concat([_history({("gmn", 0): lambda step: float(step)}),
+                         _history({("gmn", 1): lambda step: float(step)}, steps=range(0, 61, 3))])
+    grid = stats.scaled_grid(history, "step", ["variant", "seed"], "mmd2", [21, 24, 27, 30])
+    assert grid[("gmn", 0)].tolist() == [21, 24, 27, 30] and grid[("gmn", 1)].tolist() == [42, 48, 54, 60]
+
+
+def test_stability_of_runs_that_stopped_apart_reads_each_where_it_stopped():
+    """gan's runs stop at step 30 and beat gmn only from step 27 on; gmn's run on to 60. Holding gan
+    at its last value through gmn's last third (steps 42-60) would repeat the final verdict 7 times;
+    read over its own last third, gan beats gmn at 2 of 4 points."""
+    from bench.report import late_snapshots, with_stability
+    values = {("gmn", s): (lambda step, s=s: 0.1 + s / 1e3) for s in range(8)}
+    gan = {("gan", s): (lambda step, s=s: (0.05 if step >= 27 else 0.5) + s / 1e3) for s in range(8)}
+    history = pd.concat([_history(values, steps=range(0, 61, 3)), _history(gan)])
+    runs = _runs({"gmn": [0.1 + s / 1e3 for s in range(8)], "gan": [0.05 + s / 1e3 for s in range(8)]})
+    comparison = with_stability(comparison_table(runs), late_snapshots(history, runs)).iloc[0]
+    assert comparison["significant"] and (comparison["holds"], comparison["holds_of"]) == (2, 4)
+    assert ("each run's own last third read at 4 matching points (the runs stopped at 30–60 steps)"
+            in comparison["verdict"])
+
+
+def test_cell_trend_of_runs_that_stopped_apart_is_the_mean_of_their_own_trends():
+    """Two seeds stopping at 30 and 60 steps each rise by 9 over their own last third (level 55.5):
+    the cell moves by +16 %; two that move by +9 and −9 leave the mean flat: "none"."""
+    from bench.report import cell_trends
+
+    def ramp(end, sign=1):  # flat at 50, then 1 a step (end 30) or ½ a step (end 60) over the last third
+        return lambda step: 50 + sign * max(0, step - 2 * end / 3) * 30 / end
+
+    rows = []
+    for variant, signs in (("rising", (1, 1)), ("flat", (1, -1))):
+        for seed, (end, sign) in enumerate(zip((30, 60), signs)):
+            f = ramp(end, sign)
+            rows += [{"dataset": "t", "variant": variant, "seed": seed, "step": step, "high_quality_pct": f(step)}
+                     for step in range(0, end + 1, 3)]
+    trends = cell_trends(pd.DataFrame(rows), {"t": ("high_quality_pct",)})
+    assert trends["t", "rising"] == f"HQ % +{9 / 55.5:.0%}" and trends["t", "flat"] == "none"
