@@ -73,12 +73,15 @@ def metric_trend(steps, values, resolution: Callable[[], float | None] | None = 
 
 
 def mean_trend(trends: list[dict], resolution: Callable[[], float | None] | None = None) -> dict:
-    """The rule applied to the mean over seeds of runs that stopped at different steps, from each
-    run's :func:`metric_trend` over its own last third: the drift is the mean of their drifts, the
-    noise its standard error over seeds (how much the runs' drifts scatter from seed to seed, over
-    √seeds), the level the mean of their levels, the resolution ``resolution()`` over √seeds. (With
-    one grid of steps for every run the mean of the drifts is the drift of the mean: least squares
-    is linear.)"""
+    """Whether the mean over seeds still moved, for runs that stopped at different steps and so share
+    no last third, from each run's :func:`metric_trend` over its own: the drift is the mean of their
+    drifts, the level the mean of their levels, the resolution ``resolution()`` / √seeds, as in the
+    rule; the noise is not a residual scatter around a line but the standard error of the mean drift
+    over seeds (one seed: its own residual noise), so the drift must exceed twice what the seeds'
+    disagreement leaves uncertain — close to a t-test of "no drift" at 5 % for 10 seeds, looser for
+    2 or 3 — besides 5 % of the level. With one grid of steps the mean of the drifts is the drift of
+    the mean (least squares is linear), but the noise differs: a table of fixed-budget runs is judged
+    by :func:`verdict` of the mean history instead."""
     if not trends or any(t["converged"] is None for t in trends):
         return {"converged": None, "seeds": len(trends), "why": "a run too short to judge"}
     if any("drift" not in t for t in trends):

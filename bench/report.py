@@ -139,13 +139,13 @@ def aligned(history: pd.DataFrame, metric: str) -> pd.DataFrame:
     return stats.held_grid(history, "step", ["variant", "seed"], metric)
 
 
-OWN_ENDS = "each run's own last third"  # how the late steps of runs that stopped apart say so
+OWN_THIRDS = "matching points of each run's own last third"  # the late points of runs that stopped apart
 
 
 class Late(NamedTuple):
     """The late evaluations of one table that its stability and mean trends read."""
     frames: dict[str, pd.DataFrame]  # per metric: evaluation × (variant, seed), rows named by step
-    steps: str                       # which evaluations, in words ("steps 20,000–30,000")
+    steps: str                       # "steps 20,000–30,000", or where runs stopped apart, "... stopped at ..."
     own_ends: bool = False           # the runs stopped at different steps: each read over its own last third
 
 
@@ -171,11 +171,13 @@ def late_frames(history: pd.DataFrame) -> dict[str, Late]:
         if last <= 0 or len(steps) < convergence.MIN_POINTS:
             continue
         if last == longest[-1]:
-            out[dataset] = Late({k: aligned(g, k).loc[steps] for k in metrics}, f"steps {steps[0]:,}–{steps[-1]:,}")
+            out[dataset] = Late({k: aligned(g, k).loc[steps] for k in metrics},
+                                f"steps {int(steps[0]):,}–{int(steps[-1]):,}")
         else:
-            out[dataset] = Late({k: stats.scaled_grid(g, "step", ["variant", "seed"], k, steps) for k in metrics},
-                                f"{OWN_ENDS} read at {len(steps)} matching points (the runs stopped at "
-                                f"{last:,}–{longest[-1]:,} steps)", own_ends=True)
+            start = convergence.window_start(1)  # each run read within its own last third
+            out[dataset] = Late({k: stats.scaled_grid(g, "step", ["variant", "seed"], k, steps, start)
+                                 for k in metrics},
+                                f"the runs stopped at {int(last):,}–{int(longest[-1]):,} steps", own_ends=True)
     return out
 
 
@@ -299,6 +301,7 @@ class Snapshots(NamedTuple):
     """One table's runs as they stood at each late evaluation (:class:`Late`)."""
     pairs: list[tuple[int, pd.DataFrame]]  # (evaluation, the runs table then), in order
     steps: str                             # which evaluations (:class:`Late`)
+    own_ends: bool = False                 # read over each run's own last third (:class:`Late`)
 
 
 def late_snapshots(history: pd.DataFrame, runs: pd.DataFrame, late: dict | None = None) -> dict[str, Snapshots]:
@@ -310,7 +313,7 @@ def late_snapshots(history: pd.DataFrame, runs: pd.DataFrame, late: dict | None 
     ``late``: :func:`late_frames` of ``history``, if made already."""
     late = late_frames(history) if late is None else late
     out = {}
-    for dataset, (frames, steps, _) in late.items():
+    for dataset, (frames, steps, own_ends) in late.items():
         base = runs[runs["dataset"] == dataset].assign(converged=None)
         finished = base["status"] == "ok"
         keys = [key for key, ok in zip(zip(base["variant"], base["seed"]), finished) if ok]
@@ -322,7 +325,7 @@ def late_snapshots(history: pd.DataFrame, runs: pd.DataFrame, late: dict | None 
                     row = table.loc[step]
                     snap.loc[finished, k] = [row.get(key, math.nan) for key in keys]
             pairs.append((int(step), snap))
-        out[dataset] = Snapshots(pairs, steps)
+        out[dataset] = Snapshots(pairs, steps, own_ends)
     return out
 
 
@@ -335,7 +338,7 @@ def with_stability(comparison: pd.DataFrame, snapshots: dict[str, Snapshots]) ->
         return comparison
     key = ["dataset", "a", "b", "metric"]
     late = []
-    for dataset, (pairs, _) in snapshots.items():
+    for dataset, (pairs, *_) in snapshots.items():
         for step, runs in pairs:
             c = comparison_table(runs)
             if len(c):
@@ -353,10 +356,11 @@ def with_stability(comparison: pd.DataFrame, snapshots: dict[str, Snapshots]) ->
             continue
         final = outcome(row["significant"], row["p_a_beats_b"])
         holds, of = int((mine["outcome"] == final).sum()), len(mine)
-        steps = snapshots[row["dataset"]].steps
-        comparison.loc[i, ["holds", "holds_of", "late_steps"]] = holds, of, steps
-        comparison.loc[i, "verdict"] = (row["verdict"] + f" [the same verdict at {holds} of {of} evaluations of "
-                                        f"the last third of training, {steps}]")
+        window = snapshots[row["dataset"]]
+        where = (f"{OWN_THIRDS} ({window.steps})" if window.own_ends
+                 else f"evaluations of the last third of training, {window.steps}")
+        comparison.loc[i, ["holds", "holds_of", "late_steps"]] = holds, of, window.steps
+        comparison.loc[i, "verdict"] = row["verdict"] + f" [the same verdict at {holds} of {of} {where}]"
     return comparison
 
 
@@ -511,10 +515,9 @@ def comparison_intro(g: pd.DataFrame) -> str:
     text = (f"{len(g)} tests ({g['test'].iloc[0].split(',')[0]} where seeds pair up, Mann-Whitney U otherwise), "
             f"Holm-Bonferroni corrected over the table; significant at 5 %: {int(g['significant'].sum())}.")
     if "holds" in g and g["holds"].notna().any():
-        own = g["late_steps"].str.contains(OWN_ENDS, regex=False).any()
-        text += (" Each test was redone at every evaluation of the last third of training"
-                 + (" (the runs stopped at different steps: at matching points of each run's own last third)"
-                    if own else "")
+        own = g["verdict"].str.contains(OWN_THIRDS, regex=False).any()
+        text += (" Each test was redone at " + (f"{OWN_THIRDS} (the runs stopped at different steps)" if own else
+                                                "every evaluation of the last third of training")
                  + ": a verdict that held at only some of them depends on where training stopped.")
     return text
 

@@ -47,20 +47,24 @@ def held_grid(frame: pd.DataFrame, index: str, columns: list[str], metric: str) 
     return wide
 
 
-def scaled_grid(frame: pd.DataFrame, index: str, columns: list[str], metric: str, labels: list) -> pd.DataFrame:
+def scaled_grid(frame: pd.DataFrame, index: str, columns: list[str], metric: str, labels: list,
+                start: float = 0.0) -> pd.DataFrame:
     """``metric`` of several histories that end at different ``index`` values (``--patience``), each
     read at the same fractions of its own length: row i holds every history's value at its point
     nearest ``labels[i] / labels[-1]`` of its last ``index`` (``labels``: the points of the history
-    that ends first). Where :func:`held_grid` would set one history's final value beside another's of
-    long ago, this sets the last thirds of all of them side by side. Rows that share a cell are averaged."""
+    that ends first), among its points at or after ``start`` × its last.
+    Where :func:`held_grid` would set one history's final value beside another's of long ago, this
+    sets their last stretches side by side. Rows that share a cell are averaged."""
     values = frame.assign(**{metric: pd.to_numeric(frame[metric], errors="coerce")})
     per_point = values.groupby([*columns, index])[metric].mean()
     fractions = np.asarray(labels, dtype=float) / labels[-1]
     read = {}
     for key, history in per_point.groupby(level=list(range(len(columns)))):
         points = history.index.get_level_values(index).to_numpy(dtype=float)
+        inside = points >= start * points[-1]
+        points, history = points[inside], history.to_numpy()[inside]
         nearest = np.abs(points[None, :] - fractions[:, None] * points[-1]).argmin(axis=1)
-        read[key] = history.to_numpy()[nearest]
+        read[key] = history[nearest]
     wide = pd.DataFrame(read, index=pd.Index(labels, name=index))
     wide.columns = wide.columns.set_names(columns)
     return wide.sort_index(axis=1)

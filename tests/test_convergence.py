@@ -160,8 +160,9 @@ def test_patience_must_be_a_positive_integer(tmp_path, capsys):
 
 
 def test_the_mean_of_runs_trends_moves_when_their_mean_drift_exceeds_its_standard_error():
-    """Drifts 1, 2, 3 (level 10): mean 2 against 2 × SE 2 × 1/√3 = 1.15 — moving; drifts −1, 2, 5: the
-    same mean against 2 × √3 = 3.46 — within the seeds' scatter. Near 0 the resolution over √seeds floors it."""
+    """Drifts 1, 2, 3 (level 10): mean 2 against 2 × SE = 2 × (1/√3) = 1.15 — moving; drifts −1, 2, 5:
+    the same mean against 2 × √3 = 3.46 — within the seeds' scatter. Near 0 the resolution over √seeds
+    floors it. One seed: its own residual noise."""
     trend = lambda drift, level=10.0: {"converged": True, "drift": drift, "noise": 0.1, "level": level}
     moving = convergence.mean_trend([trend(1), trend(2), trend(3)])
     assert not moving["converged"] and moving["drift"] == pytest.approx(2)
@@ -173,3 +174,5 @@ def test_the_mean_of_runs_trends_moves_when_their_mean_drift_exceeds_its_standar
     assert floored["converged"] and floored["resolution"] == pytest.approx(0.02 / math.sqrt(3))
     assert convergence.mean_trend([trend(1), {"converged": None}])["converged"] is None
     assert convergence.mean_trend([trend(1), {"converged": False}])["converged"] is False
+    alone = convergence.mean_trend([trend(1.0)])
+    assert alone["noise"] == 0.1 and not alone["converged"]  # 1 > max(2 × 0.1, 5 % of 10)

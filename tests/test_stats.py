@@ -161,10 +161,13 @@ def test_stability_keeps_the_final_pairing_carries_stopped_runs_and_skips_what_i
     # gmn seed 0 stopped early (--patience) at step 27: each run is read over its own last third, the
     # stopped one at steps 18-27, the others at the nearest matching points of steps 20-30
     stopped = history[~((history["variant"] == "gmn") & (history["seed"] == 0) & (history["step"] > 27))]
+    stopped = stopped.assign(mmd2=stopped["mmd2"] + stopped["step"] / 1e4)  # values that say where they were read
     snaps = late_snapshots(stopped, runs)["ring8 · quick"]
-    assert [step for step, _ in snaps.pairs] == [18, 21, 24, 27] and "each run's own last third" in snaps.steps
-    assert all(snap.loc[(snap["variant"] == "gmn") & (snap["seed"] == 0), "mmd2"].item() == 0.1
-               for _, snap in snaps.pairs)
+    assert [step for step, _ in snaps.pairs] == [18, 21, 24, 27] and snaps.own_ends
+    read = lambda snap, variant, seed: snap.loc[(snap["variant"] == variant) & (snap["seed"] == seed), "mmd2"].item()
+    assert [read(snap, "gmn", 0) for _, snap in snaps.pairs] == pytest.approx([0.1 + t / 1e4 for t in (18, 21, 24, 27)])
+    assert ([read(snap, "gmn", 1) for _, snap in snaps.pairs]
+            == pytest.approx([0.101 + t / 1e4 for t in (21, 24, 27, 30)]))
 
     # wall-clock runs evaluate at steps of their own; 2 evaluations in the last third are too few
     shifted = pd.concat([history[history["variant"] == "gmn"],
@@ -206,6 +209,10 @@ def test_runs_that_stopped_apart_are_each_read_over_their_own_last_third():
                          _history({("gmn", 1): lambda step: float(step)}, steps=range(0, 61, 3))])
     grid = stats.scaled_grid(history, "step", ["variant", "seed"], "mmd2", [21, 24, 27, 30])
     assert grid[("gmn", 0)].tolist() == [21, 24, 27, 30] and grid[("gmn", 1)].tolist() == [42, 48, 54, 60]
+    # the second run lacks its evaluations at 39-45: read at the nearest point still inside its last third
+    gappy = history[~((history["seed"] == 1) & history["step"].between(39, 45))]
+    grid = stats.scaled_grid(gappy, "step", ["variant", "seed"], "mmd2", [21, 24, 27, 30], start=2 / 3)
+    assert grid[("gmn", 1)].tolist() == [48, 48, 54, 60]
 
 
 def test_stability_of_runs_that_stopped_apart_reads_each_where_it_stopped():
@@ -219,23 +226,26 @@ def test_stability_of_runs_that_stopped_apart_reads_each_where_it_stopped():
     runs = _runs({"gmn": [0.1 + s / 1e3 for s in range(8)], "gan": [0.05 + s / 1e3 for s in range(8)]})
     comparison = with_stability(comparison_table(runs), late_snapshots(history, runs)).iloc[0]
     assert comparison["significant"] and (comparison["holds"], comparison["holds_of"]) == (2, 4)
-    assert ("each run's own last third read at 4 matching points (the runs stopped at 30–60 steps)"
-            in comparison["verdict"])
+    assert ("[the same verdict at 2 of 4 matching points of each run's own last third (the runs stopped at "
+            "30–60 steps)]" in comparison["verdict"])
 
 
 def test_cell_trend_of_runs_that_stopped_apart_is_the_mean_of_their_own_trends():
-    """Two seeds stopping at 30 and 60 steps each rise by 9 over their own last third (level 55.5):
-    the cell moves by +16 %; two that move by +9 and −9 leave the mean flat: "none"."""
+    """Three seeds stopping at 30, 60 and 30 steps rise by 9, 9 and 12 over their own last third (levels
+    55.5, 55.5, 57.3): the cell moves by +18 %; seeds that move by +9, −9 and +12 leave it within the
+    seeds' scatter: "none"."""
     from bench.report import cell_trends
 
-    def ramp(end, sign=1):  # flat at 50, then 1 a step (end 30) or ½ a step (end 60) over the last third
-        return lambda step: 50 + sign * max(0, step - 2 * end / 3) * 30 / end
+    def ramp(end, gain):  # flat at 50, then linear over the last third (steps 20-30 or 40-60)
+        return lambda step: 50 + gain * max(0, step - 2 * end / 3) * 3 / end
 
     rows = []
-    for variant, signs in (("rising", (1, 1)), ("flat", (1, -1))):
-        for seed, (end, sign) in enumerate(zip((30, 60), signs)):
-            f = ramp(end, sign)
+    for variant, gains in (("rising", (10, 10, 40 / 3)), ("mixed", (10, -10, 40 / 3))):
+        for seed, (end, gain) in enumerate(zip((30, 60, 30), gains)):
+            f = ramp(end, gain)
             rows += [{"dataset": "t", "variant": variant, "seed": seed, "step": step, "high_quality_pct": f(step)}
                      for step in range(0, end + 1, 3)]
     trends = cell_trends(pd.DataFrame(rows), {"t": ("high_quality_pct",)})
-    assert trends["t", "rising"] == f"HQ % +{9 / 55.5:.0%}" and trends["t", "flat"] == "none"
+    # own windows: 21-30 (4 points, drift 9 or 12), 42-60 (7 points, drift 9); mean drift 10 ± SE 1
+    assert trends["t", "rising"] == f"HQ % +{10 / ((55.5 + 55.5 + 57 + 1 / 3) / 3):.0%}" == "HQ % +18%"
+    assert trends["t", "mixed"] == "none"  # mean drift 4 ± SE 6.6
