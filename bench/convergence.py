@@ -64,12 +64,18 @@ def metric_trend(steps, values, resolution: Callable[[], float | None] | None = 
     noise = float(np.sqrt((residuals ** 2).sum() / max(len(x) - 2, 1)))
     drift = float(slope * (x[-1] - x[0]))
     level = float(np.abs(y).mean())
-    allowed = max(NOISE_FACTOR * noise, RELATIVE * level)
-    out = {"points": int(len(x)), "drift": drift, "noise": noise, "level": level}
+    return _judged({"points": int(len(x)), "drift": drift, "noise": noise, "level": level}, resolution)
+
+
+def _judged(evidence: dict, resolution: Callable[[], float | None] | None) -> dict:
+    """The rule's verdict on ``evidence`` (its drift, noise and level): |drift| within max(2 × noise,
+    5 % of the level), or else within 2 × resolution, asked for only then."""
+    drift = evidence["drift"]
+    allowed = max(NOISE_FACTOR * evidence["noise"], RELATIVE * evidence["level"])
     if abs(drift) > allowed and resolution is not None and (floor := resolution()) is not None:
-        out["resolution"] = floor
+        evidence = {**evidence, "resolution": floor}
         allowed = max(allowed, RESOLUTION_FACTOR * floor)
-    return {"converged": bool(abs(drift) <= allowed), **out, "allowed": allowed}
+    return {"converged": bool(abs(drift) <= allowed), **evidence, "allowed": allowed}
 
 
 def mean_trend(trends: list[dict], resolution: Callable[[], float | None] | None = None) -> dict:
@@ -89,13 +95,10 @@ def mean_trend(trends: list[dict], resolution: Callable[[], float | None] | None
     drifts = np.array([t["drift"] for t in trends])
     n = len(drifts)
     noise = float(drifts.std(ddof=1) / math.sqrt(n)) if n > 1 else trends[0]["noise"]
-    drift, level = float(drifts.mean()), float(np.mean([t["level"] for t in trends]))
-    allowed = max(NOISE_FACTOR * noise, RELATIVE * level)
-    out = {"seeds": n, "drift": drift, "noise": noise, "level": level}
-    if abs(drift) > allowed and resolution is not None and (floor := resolution()) is not None:
-        out["resolution"] = floor / math.sqrt(n)
-        allowed = max(allowed, RESOLUTION_FACTOR * out["resolution"])
-    return {"converged": bool(abs(drift) <= allowed), **out, "allowed": allowed}
+    evidence = {"seeds": n, "drift": float(drifts.mean()), "noise": noise,
+                "level": float(np.mean([t["level"] for t in trends]))}
+    return _judged(evidence, resolution and (
+        lambda: None if (floor := resolution()) is None else floor / math.sqrt(n)))
 
 
 def verdict(history: list[dict], tracked, status: str = "ok",

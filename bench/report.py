@@ -245,15 +245,11 @@ def _trend_of_mean(frames: dict, variant: str, tracked, floor) -> dict | None:
 def _mean_of_own_trends(history: pd.DataFrame, tracked, floor) -> dict | None:
     """Per tracked metric, :func:`bench.convergence.mean_trend` of one cell's runs, each over its own
     last third (runs that stopped at different steps); None when it cannot be judged."""
-    runs = [r.sort_values("step").to_dict("records") for _, r in history.groupby("seed")]
-    out = {}
-    for k in tracked:
-        if not any(h.get(k) is not None and not pd.isna(h[k]) for run in runs for h in run):
-            continue  # a metric these runs never had
-        own = [convergence.verdict([{"step": h["step"], k: None if pd.isna(h.get(k)) else h[k]} for h in run],
-                                   [k])["metrics"].get(k) for run in runs]
-        own = [m or {"converged": False} for m in own]
-        out[k] = convergence.mean_trend(own, floor and (lambda k=k: floor().get(k)))
+    columns = ["step", *(k for k in tracked if k in history and history[k].notna().any())]  # metrics they had
+    own = [convergence.verdict(r[columns].sort_values("step").astype(object).where(r[columns].notna(), None)
+                               .to_dict("records"), columns[1:])["metrics"] for _, r in history.groupby("seed")]
+    out = {k: convergence.mean_trend([m.get(k) or {"converged": False} for m in own],
+                                     floor and (lambda k=k: floor().get(k))) for k in columns[1:]}
     return None if not out or any(m["converged"] is None for m in out.values()) else out
 
 
@@ -298,10 +294,9 @@ def outcome(significant, a_better) -> int:
 
 
 class Snapshots(NamedTuple):
-    """One table's runs as they stood at each late evaluation (:class:`Late`)."""
+    """One table's runs as they stood at each late evaluation."""
     pairs: list[tuple[int, pd.DataFrame]]  # (evaluation, the runs table then), in order
-    steps: str                             # which evaluations (:class:`Late`)
-    own_ends: bool = False                 # read over each run's own last third (:class:`Late`)
+    late: Late                             # which evaluations those are
 
 
 def late_snapshots(history: pd.DataFrame, runs: pd.DataFrame, late: dict | None = None) -> dict[str, Snapshots]:
@@ -313,7 +308,8 @@ def late_snapshots(history: pd.DataFrame, runs: pd.DataFrame, late: dict | None 
     ``late``: :func:`late_frames` of ``history``, if made already."""
     late = late_frames(history) if late is None else late
     out = {}
-    for dataset, (frames, steps, own_ends) in late.items():
+    for dataset, window in late.items():
+        frames = window.frames
         base = runs[runs["dataset"] == dataset].assign(converged=None)
         finished = base["status"] == "ok"
         keys = [key for key, ok in zip(zip(base["variant"], base["seed"]), finished) if ok]
@@ -325,7 +321,7 @@ def late_snapshots(history: pd.DataFrame, runs: pd.DataFrame, late: dict | None 
                     row = table.loc[step]
                     snap.loc[finished, k] = [row.get(key, math.nan) for key in keys]
             pairs.append((int(step), snap))
-        out[dataset] = Snapshots(pairs, steps, own_ends)
+        out[dataset] = Snapshots(pairs, window)
     return out
 
 
@@ -356,7 +352,7 @@ def with_stability(comparison: pd.DataFrame, snapshots: dict[str, Snapshots]) ->
             continue
         final = outcome(row["significant"], row["p_a_beats_b"])
         holds, of = int((mine["outcome"] == final).sum()), len(mine)
-        window = snapshots[row["dataset"]]
+        window = snapshots[row["dataset"]].late
         where = (f"{OWN_THIRDS} ({window.steps})" if window.own_ends
                  else f"evaluations of the last third of training, {window.steps}")
         comparison.loc[i, ["holds", "holds_of", "late_steps"]] = holds, of, window.steps

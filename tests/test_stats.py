@@ -163,7 +163,7 @@ def test_stability_keeps_the_final_pairing_carries_stopped_runs_and_skips_what_i
     stopped = history[~((history["variant"] == "gmn") & (history["seed"] == 0) & (history["step"] > 27))]
     stopped = stopped.assign(mmd2=stopped["mmd2"] + stopped["step"] / 1e4)  # values that say where they were read
     snaps = late_snapshots(stopped, runs)["ring8 · quick"]
-    assert [step for step, _ in snaps.pairs] == [18, 21, 24, 27] and snaps.own_ends
+    assert [step for step, _ in snaps.pairs] == [18, 21, 24, 27] and snaps.late.own_ends
     read = lambda snap, variant, seed: snap.loc[(snap["variant"] == variant) & (snap["seed"] == seed), "mmd2"].item()
     assert [read(snap, "gmn", 0) for _, snap in snaps.pairs] == pytest.approx([0.1 + t / 1e4 for t in (18, 21, 24, 27)])
     assert ([read(snap, "gmn", 1) for _, snap in snaps.pairs]
